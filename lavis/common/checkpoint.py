@@ -1,0 +1,60 @@
+"""Reading and writing checkpoint files safely.
+
+Reads never unpickle arbitrary objects (`torch.load(weights_only=True)`, or safetensors);
+writes go to a temporary file in the same folder and are renamed into place, so an
+interrupted write leaves the previous file intact.
+"""
+
+import os
+import pickle
+import tempfile
+import zipfile
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be used, with the file named."""
+
+
+def load_file(path, map_location="cpu"):
+    """Load a `.pth`/`.bin`/`.safetensors` file as tensors and plain containers only."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file as load_safetensors
+
+        try:
+            return load_safetensors(path, device=str(map_location))
+        except Exception as err:
+            raise CheckpointError(f"cannot read safetensors file {path}: {err}") from None
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds Python objects beyond tensors and plain containers "
+            f"(weights_only=True rejected it: {str(err).splitlines()[0]}). Re-save it as a plain "
+            "state dict or safetensors from code you trust."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(f"cannot read {path} (truncated or not a checkpoint?): {err}") from None
+
+
+def save_file(obj, path):
+    """torch.save `obj` to `path` atomically (temporary file + fsync + rename)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path

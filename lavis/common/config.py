@@ -1,0 +1,129 @@
+"""Run configuration: YAML file + model/dataset defaults + command-line options -> one checked config.
+
+Flow (as in LAVIS): the run YAML names a model (`arch`, `model_type`) and datasets by their
+registered names; each model and dataset builder contributes its default YAML, merged *under*
+what the run YAML says; `--options a.b=c` overrides come last.  Every section is checked
+against the schemas in `lavis/common/schema.py`: an unknown key or a wrong type stops with a
+message naming the key and the valid ones.
+"""
+
+import dataclasses
+import json
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lavis.common.registry import registry
+from lavis.common.schema import DatasetConfig, ModelConfig, PreprocessConfig, RunConfig
+
+SECTIONS = ("model", "datasets", "run")
+
+
+class ConfigError(ValueError):
+    """A config problem, worded for the person who wrote the YAML."""
+
+
+def _checked_merge(where, schema, *layers):
+    """Merge `layers` over the structured `schema`; turn OmegaConf errors into ConfigError."""
+    try:
+        merged = OmegaConf.structured(schema)
+        for layer in layers:
+            if layer is not None:
+                merged = OmegaConf.merge(merged, layer)
+        OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
+        return merged
+    except OmegaConfBaseException as err:
+        key = f"{where}.{err.full_key}" if getattr(err, "full_key", None) else where
+        message = str(getattr(err, "msg", err)).splitlines()[0]
+        owner = getattr(err, "object_type", None)
+        if dataclasses.is_dataclass(owner):
+            valid = ", ".join(f.name for f in dataclasses.fields(owner))
+            message += f"; valid keys here: {valid}"
+        raise ConfigError(f"config key '{key}': {message}") from None
+
+
+def _section(cfg, name):
+    node = cfg.get(name) if cfg is not None else None
+    return OmegaConf.create({}) if node is None else node
+
+
+def load_yaml(path):
+    try:
+        return OmegaConf.load(path)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except Exception as err:  # yaml syntax errors come in several types
+        raise ConfigError(f"cannot parse config file {path}: {err}") from None
+
+
+def build_model_config(user_model, option_model=None):
+    """Schema <- model class defaults (by arch/model_type) <- user section <- options."""
+    peek = OmegaConf.merge(user_model, option_model or {})
+    arch = peek.get("arch")
+    if not arch:
+        raise ConfigError(f"config key 'model.arch' is required; registered models: {registry.list_models()}")
+    model_cls = registry.get_model_class(arch)
+    model_type = peek.get("model_type") or model_cls.default_model_type()
+    defaults = load_yaml(model_cls.default_config_path(model_type))
+    return _checked_merge(
+        "model", ModelConfig, defaults.get("model"), {"model_type": model_type}, user_model, option_model
+    )
+
+
+def load_preprocess_config(model_cfg):
+    """The `preprocess` section of the model's default YAML (processors for load_model_and_preprocess)."""
+    model_cls = registry.get_model_class(model_cfg.arch)
+    defaults = load_yaml(model_cls.default_config_path(model_cfg.model_type))
+    return _checked_merge("preprocess", PreprocessConfig, defaults.get("preprocess"))
+
+
+def build_dataset_config(name, user_dataset, option_dataset=None):
+    builder_cls = registry.get_builder_class(name)
+    defaults = load_yaml(builder_cls.default_config_path()).datasets[name]
+    return _checked_merge(f"datasets.{name}", DatasetConfig, defaults, user_dataset, option_dataset)
+
+
+class Config:
+    """The merged, checked run config; `args` has `cfg_path` and `options` (a list of a.b=c)."""
+
+    def __init__(self, args):
+        user = load_yaml(args.cfg_path)
+        try:
+            options = OmegaConf.from_dotlist(list(args.options or []))
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"cannot parse --options {args.options}: {err}") from None
+        self.config = self.build(user, options)
+
+    @staticmethod
+    def build(user, options=None):
+        options = options if options is not None else OmegaConf.create({})
+        for cfg, where in ((user, "config file"), (options, "--options")):
+            unknown = sorted(set(cfg.keys()) - set(SECTIONS))
+            if unknown:
+                raise ConfigError(f"{where}: unknown top-level key(s) {unknown}; valid: {list(SECTIONS)}")
+        model = build_model_config(_section(user, "model"), _section(options, "model"))
+        user_datasets = _section(user, "datasets")
+        option_datasets = _section(options, "datasets")
+        datasets = {}
+        for name in list(user_datasets.keys()) + [k for k in option_datasets.keys() if k not in user_datasets]:
+            datasets[name] = build_dataset_config(name, user_datasets.get(name), option_datasets.get(name))
+        run = _checked_merge("run", RunConfig, _section(user, "run"), _section(options, "run"))
+        return OmegaConf.create({"model": model, "datasets": datasets, "run": run})
+
+    @property
+    def run_cfg(self) -> DictConfig:
+        return self.config.run
+
+    @property
+    def model_cfg(self) -> DictConfig:
+        return self.config.model
+
+    @property
+    def datasets_cfg(self) -> DictConfig:
+        return self.config.datasets
+
+    def to_dict(self):
+        return OmegaConf.to_container(self.config, resolve=True)
+
+    def pretty_print(self):
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)

@@ -1,0 +1,159 @@
+"""The keys a run config may hold, with their types and defaults (OmegaConf structured configs).
+
+`lavis/common/config.py` merges YAML files and command-line options on top of these
+schemas, so a misspelt key or a value of the wrong type is reported with the valid keys
+instead of being silently ignored.  Key names follow the original MiniGPT4Qwen configs.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+
+@dataclass
+class VitArch:
+    """Shape of an EVA-style ViT; defaults are EVA-ViT-G as BLIP-2 uses it (39 of 40 blocks)."""
+
+    patch_size: int = 14
+    embed_dim: int = 1408
+    depth: int = 39
+    num_heads: int = 16
+    mlp_ratio: float = 4.3637
+
+
+@dataclass
+class QformerArch:
+    """Shape of a BLIP-2 Q-former built from scratch (instead of from `qformer_config`)."""
+
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    cross_attention_freq: int = 2
+
+
+@dataclass
+class LlmArch:
+    """Shape of a Qwen-style decoder built from scratch (instead of loading `llm_model`)."""
+
+    hidden_size: int = 4096
+    num_layers: int = 32
+    num_heads: int = 32
+    intermediate_size: int = 11008
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-6
+    max_position_embeddings: int = 8192
+    vocab_pad_to: int = 128  # embedding rows are padded to a multiple of this, as Qwen pads 151,851 -> 151,936
+
+
+@dataclass
+class ModelConfig:
+    arch: str = MISSING
+    model_type: str = MISSING
+    load_finetuned: bool = False
+    load_pretrained: bool = True
+    pretrained: str = "ckpt/blip2/blip2_pretrained_flant5xxl.pth"
+    finetuned: str = ""
+    ckpt: str = ""  # alias of `finetuned`, as the original's chat scripts call it
+    # vision encoder
+    vit_model: str = "eva_clip_g"
+    vit_ckpt: str = "ckpt/eva/eva_vit_g.pth"
+    vit_arch: Optional[VitArch] = None
+    image_size: int = 224
+    drop_path_rate: float = 0.0
+    use_grad_checkpoint: bool = False
+    vit_precision: str = "fp16"
+    freeze_vit: bool = True
+    unfreeze_pos_embed: bool = False
+    # Q-former
+    num_query_token: int = 32
+    qformer_text_input: bool = False
+    qformer_config: str = "ckpt/bert-base-uncased"
+    qformer_arch: Optional[QformerArch] = None
+    freeze_qformer: bool = True
+    freeze_queries: bool = True
+    # projection
+    freeze_proj: bool = False
+    # language model
+    llm_model: str = "ckpt/Qwen7B-chat"
+    llm_arch: Optional[LlmArch] = None
+    llm_tokenizer: str = ""  # qwen.tiktoken (or its folder); default: inside llm_model
+    llm_device_map: str = "cpu"
+    freeze_llm: bool = True
+    get_lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    max_txt_len: int = 512
+    enable_autocast: bool = True
+    autocast_dtype: str = "bf16"
+    apply_lemmatizer: bool = False
+
+
+@dataclass
+class ProcessorsConfig:
+    train: Optional[Dict[str, Any]] = None
+    eval: Optional[Dict[str, Any]] = None
+
+
+@dataclass
+class PreprocessConfig:
+    vis_processor: ProcessorsConfig = field(default_factory=ProcessorsConfig)
+    text_processor: ProcessorsConfig = field(default_factory=ProcessorsConfig)
+
+
+@dataclass
+class StorageConfig:
+    url: Any = None
+    storage: Any = MISSING  # a path or a list of paths
+
+
+@dataclass
+class BuildInfoConfig:
+    annotations: Dict[str, StorageConfig] = field(default_factory=dict)
+    images: Optional[StorageConfig] = None
+
+
+@dataclass
+class DatasetConfig:
+    data_type: str = "images"
+    build_info: BuildInfoConfig = field(default_factory=BuildInfoConfig)
+    vis_processor: ProcessorsConfig = field(default_factory=ProcessorsConfig)
+    text_processor: ProcessorsConfig = field(default_factory=ProcessorsConfig)
+    generator: Optional[Dict[str, Any]] = None  # synthetic datasets: arguments of their generator
+
+
+@dataclass
+class RunConfig:
+    task: str = "image_text_pretrain"
+    runner: str = "runner_base"
+    lr_sched: str = "linear_warmup_cosine_lr"
+    init_lr: float = 1e-4
+    min_lr: float = 1e-6
+    warmup_lr: float = 0.0
+    warmup_steps: int = 0
+    weight_decay: float = 0.05
+    grad_norm_clip: Optional[float] = None
+    max_epoch: int = 1
+    batch_size_train: int = 1
+    batch_size_eval: int = 1
+    num_workers: int = 0
+    accum_grad_iters: int = 1
+    seed: int = 42
+    output_dir: str = "output"
+    log_freq: int = 50
+    amp: bool = False
+    autocast_dtype: str = "bf16"
+    loss_scale: bool = False
+    resume_ckpt_path: Optional[str] = None
+    evaluate: bool = False
+    train_splits: List[str] = field(default_factory=lambda: ["train"])
+    valid_splits: List[str] = field(default_factory=list)
+    test_splits: List[str] = field(default_factory=list)
+    max_new_tokens: int = 32  # generation length when evaluating on held-out splits
+    device: str = "cuda"
+    world_size: int = 1
+    dist_url: str = "env://"
+    distributed: bool = False
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default

@@ -1,0 +1,44 @@
+"""Path helpers: where a relative path in a config points (cache root first, then the package)."""
+
+import os
+from pathlib import Path
+
+from lavis.common.registry import registry
+
+
+def get_cache_path(rel_path=""):
+    """`rel_path` under the cache root (absolute paths are returned unchanged)."""
+    rel_path = os.path.expanduser(str(rel_path))
+    if os.path.isabs(rel_path):
+        return rel_path
+    return os.path.join(registry.get_path("cache_root"), rel_path)
+
+
+def get_abs_path(rel_path):
+    """`rel_path` inside the lavis package (for shipped configs and files)."""
+    return os.path.join(registry.get_path("library_root"), rel_path)
+
+
+def resolve_path(path):
+    """A config path: absolute as is; relative under the cache root, or else shipped in the package.
+
+    Relative paths that exist under neither place resolve under the cache root, so that
+    error messages say where the user should put the file.
+    """
+    path = os.path.expanduser(str(path))
+    if os.path.isabs(path):
+        return path
+    cached = get_cache_path(path)
+    if os.path.exists(cached):
+        return cached
+    shipped = get_abs_path(path)
+    return shipped if os.path.exists(shipped) else cached
+
+
+def is_url(path):
+    return str(path).startswith(("http://", "https://"))
+
+
+def ensure_dir(path):
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,136 @@
+"""Instruction-tuning samples from the original's JSON annotations, ready for the model.
+
+Two row formats are read (both from MiniGPT4Qwen's data):
+  * single-turn (MiniGPT-4 style): {"image": "x.jpg", "instruction": "<Img><ImageHere></Img> ...",
+    "output": "..."}; `instruction`/`output` may also be equal-length lists (several turns);
+  * multi-turn (LLaVA style): {"image": "x.jpg" or [...], "conversations": [{"from": "user", "value": ...},
+    {"from": "assistant", "value": ...}, ...]}.
+Image paths are relative to the dataset's image folder.  Rows that cannot be used (missing
+keys, wrong types, a number of `<ImageHere>` different from the number of images, a missing
+image file) are skipped at load time with one warning that names file, row and reason;
+an image that turns out unreadable at training time is reported and replaced by the next
+readable sample, so a run never dies on one bad file.
+"""
+
+import json
+import logging
+import os
+import warnings
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from lavis.models.minigpt4qwen.prompt import IMAGE_TOKEN, ROLE_ALIASES
+
+
+class AnnotationError(ValueError):
+    """An annotation file that cannot be read at all."""
+
+
+def normalise_row(row, vis_root=None):
+    """One annotation row -> {"images": [...], "conversations": [...], "meta": {...}}; ValueError if unusable."""
+    if not isinstance(row, dict):
+        raise ValueError(f"row is a {type(row).__name__}, not an object")
+    images = row.get("image", [])
+    images = [images] if isinstance(images, str) else images
+    if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
+        raise ValueError("'image' must be a path or a list of paths")
+    if "conversations" in row:
+        conversations = row["conversations"]
+        if not isinstance(conversations, list) or not conversations:
+            raise ValueError("'conversations' must be a non-empty list")
+        for i, message in enumerate(conversations):
+            if not isinstance(message, dict) or not isinstance(message.get("value"), str):
+                raise ValueError(f"conversations[{i}] must be an object with a string 'value'")
+            if str(message.get("from", "")).lower() not in ROLE_ALIASES:
+                raise ValueError(f"conversations[{i}] has unknown role {message.get('from')!r}")
+    elif "instruction" in row and "output" in row:
+        instructions, outputs = row["instruction"], row["output"]
+        if isinstance(instructions, str) and isinstance(outputs, str):
+            instructions, outputs = [instructions], [outputs]
+        if not (isinstance(instructions, list) and isinstance(outputs, list) and len(instructions) == len(outputs)):
+            raise ValueError("'instruction' and 'output' must be strings or lists of equal length")
+        if not all(isinstance(t, str) for t in instructions + outputs):
+            raise ValueError("'instruction' and 'output' entries must be strings")
+        conversations = []
+        for question, answer in zip(instructions, outputs):
+            conversations += [{"from": "user", "value": question}, {"from": "assistant", "value": answer}]
+    else:
+        raise ValueError("row needs 'conversations', or 'instruction' and 'output'")
+    slots = sum(m["value"].count(IMAGE_TOKEN) for m in conversations if ROLE_ALIASES[str(m["from"]).lower()] == "user")
+    if slots != len(images):
+        raise ValueError(f"{slots} {IMAGE_TOKEN} in user turns but {len(images)} image(s)")
+    if vis_root is not None:
+        for path in images:
+            if not os.path.isfile(os.path.join(vis_root, path)):
+                raise ValueError(f"image file not found: {os.path.join(vis_root, path)}")
+    meta = {k: v for k, v in row.items() if k not in ("image", "conversations", "instruction", "output")}
+    return {"images": images, "conversations": conversations, "meta": meta}
+
+
+def load_annotations(ann_paths, vis_root):
+    rows, problems = [], []
+    for ann_path in ann_paths:
+        try:
+            with open(ann_path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            raise AnnotationError(f"annotation file not found: {ann_path}") from None
+        except json.JSONDecodeError as err:
+            raise AnnotationError(f"annotation file {ann_path} is not valid JSON: {err}") from None
+        if not isinstance(data, list):
+            raise AnnotationError(f"annotation file {ann_path} must hold a JSON list of rows")
+        for index, row in enumerate(data):
+            try:
+                rows.append(normalise_row(row, vis_root))
+            except ValueError as err:
+                problems.append(f"{ann_path} row {index}: {err}")
+    if problems:
+        shown = "\n  ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        warnings.warn(f"skipped {len(problems)} unusable annotation row(s):\n  {shown}{more}", stacklevel=2)
+    return rows
+
+
+class InstructionDataset(Dataset):
+    def __init__(self, vis_processor, text_processor, vis_root, ann_paths):
+        self.vis_root = vis_root
+        self.vis_processor = vis_processor
+        self.text_processor = text_processor
+        self.annotation = load_annotations(ann_paths, vis_root)
+        if not self.annotation:
+            raise AnnotationError(f"no usable rows in {list(ann_paths)}")
+
+    def __len__(self):
+        return len(self.annotation)
+
+    def _load_image(self, path):
+        full = os.path.join(self.vis_root, path)
+        with Image.open(full) as image:
+            return self.vis_processor(image.convert("RGB"))
+
+    def __getitem__(self, index):
+        for attempt in range(len(self.annotation)):
+            row = self.annotation[(index + attempt) % len(self.annotation)]
+            try:
+                images = [self._load_image(p) for p in row["images"]]
+            except (OSError, Image.DecompressionBombError, ValueError) as err:
+                logging.warning("unreadable image in sample %d (%s): %s; using the next sample", index + attempt, row["images"], err)
+                continue
+            conversations = [
+                {"from": m["from"], "value": self.text_processor(m["value"]) if ROLE_ALIASES[str(m["from"]).lower()] == "user" else m["value"]}
+                for m in row["conversations"]
+            ]
+            return {"image": images, "conversations": conversations, "meta": row["meta"], "index": (index + attempt) % len(self.annotation)}
+        raise RuntimeError("no readable image in the whole dataset")
+
+    @staticmethod
+    def collater(samples):
+        images = [image for sample in samples for image in sample["image"]]
+        return {
+            "image": torch.stack(images) if images else None,
+            "conversations": [sample["conversations"] for sample in samples],
+            "meta": [sample["meta"] for sample in samples],
+            "index": [sample["index"] for sample in samples],
+        }

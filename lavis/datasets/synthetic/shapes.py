@@ -1,0 +1,486 @@
+"""Synthetic bilingual "coloured shapes" instruction dataset (the newcomer's first run).
+
+Place in the flow
+-----------------
+``python train.py`` with no arguments runs
+``lavis/projects/instruction_tuning/train_tiny.yaml``: a tiny model of the real
+architecture (image -> ViT -> Q-former -> linear -> Qwen-style LLM) trained on
+CPU in a few minutes.  Its data come from here: :func:`ensure_shapes_dataset`
+writes, once, into ``cache/dataset/shapes_instruction/`` (:data:`DEFAULT_ROOT`)::
+
+    image/00000.png ...           train images (one shape on a plain light background)
+    image/val_00000.png ...       held-out images (separate random draws, same distribution)
+    train.json                    multi-turn "conversations" format (1-2 Q/A turns)
+    train_instruction.json        the same images, single-turn "instruction"/"output" format
+    val.json                      single-turn "conversations" + "qtype" / "lang" keys
+    metadata.json                 per image: split, shape, colour, position, bbox, background
+    corpus.txt                    every question/answer string + generic chat lines
+                                  (the tiny tokenizer's BPE vocabulary is trained on it)
+    manifest.json                 parameters + format version, written LAST
+
+The ``minigpt4_instruction``-style dataset builder reads the JSON files with the
+images under ``image/``; the evaluation reports exact-match accuracy per
+question type (colour / shape) and language (en / zh) from ``val.json``.
+
+Every sample's image is referenced in its first user turn with the placeholder
+``<Img><ImageHere></Img> `` followed by the question, as the original
+MiniGPT4Qwen data do.  A question's language decides its answer's language.
+Each question string is answered, across the dataset, with every colour (or
+every shape), so the answer cannot be guessed from the text: a model whose image
+path is broken scores chance (1/6 on colour, 1/4 on shape).
+
+Everything is deterministic from ``seed`` (Python's ``random.Random`` seeded
+with a string, stable across Python versions and platforms).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+__all__ = [
+    "ANSWERS",
+    "COLOURS",
+    "DEFAULT_ROOT",
+    "FORMAT_VERSION",
+    "IMAGE_PREFIX",
+    "LANGS",
+    "QTYPES",
+    "QUESTIONS",
+    "SHAPES",
+    "SYSTEM_PROMPT",
+    "answer_for",
+    "corpus_lines",
+    "draw_shape",
+    "ensure_shapes_dataset",
+]
+
+#: Bump whenever the generator's output changes, so caches are regenerated.
+FORMAT_VERSION = 1
+
+#: Where the tiny default run keeps this dataset (relative to the cache root).
+DEFAULT_ROOT = "cache/dataset/shapes_instruction"
+
+#: Prefix of the first user turn: the image placeholder, as in the original data.
+IMAGE_PREFIX = "<Img><ImageHere></Img> "
+
+SYSTEM_PROMPT = "You are a helpful assistant."
+
+#: Well-separated, saturated RGB values (all far from the light background).
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 160, 50),
+    "blue": (30, 70, 220),
+    "yellow": (240, 210, 20),
+    "purple": (140, 40, 180),
+    "orange": (245, 130, 20),
+}
+
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
+
+QTYPES: tuple[str, ...] = ("colour", "shape")
+LANGS: tuple[str, ...] = ("en", "zh")
+
+#: Canonical answers: ANSWERS[qtype][lang][key] -> answer string.
+ANSWERS: dict[str, dict[str, dict[str, str]]] = {
+    "colour": {
+        "en": {c: c for c in COLOURS},
+        "zh": {
+            "red": "红色",
+            "green": "绿色",
+            "blue": "蓝色",
+            "yellow": "黄色",
+            "purple": "紫色",
+            "orange": "橙色",
+        },
+    },
+    "shape": {
+        "en": {s: s for s in SHAPES},
+        "zh": {"circle": "圆形", "square": "正方形", "triangle": "三角形", "cross": "十字形"},
+    },
+}
+
+#: Paraphrases: QUESTIONS[qtype][lang] -> tuple of question strings.
+QUESTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "colour": {
+        "en": (
+            "What colour is the shape?",
+            "What is the colour of the shape in the image?",
+            "Which colour does the shape have?",
+            "What color is the object in the picture?",
+        ),
+        "zh": (
+            "图中形状是什么颜色？",
+            "这个形状是什么颜色的？",
+            "图片里的图形是什么颜色？",
+            "请告诉我形状的颜色。",
+        ),
+    },
+    "shape": {
+        "en": (
+            "What shape is in the image?",
+            "Which shape is shown in the picture?",
+            "What kind of shape do you see?",
+            "Name the shape in the image.",
+        ),
+        "zh": (
+            "图中是什么形状？",
+            "图片里画的是什么图形？",
+            "这是什么形状？",
+            "请说出图中的形状。",
+        ),
+    },
+}
+
+_POSITIONS_ZH = {"left": "左边", "centre": "中间", "right": "右边"}
+_BACKGROUND = (235, 235, 230)
+_BACKGROUND_JITTER = 8  # per-image, per-channel tint in [-8, 8]
+_SIZE_RANGE = (0.35, 0.60)  # shape side as a fraction of the image side
+
+_FILES = ("train.json", "train_instruction.json", "val.json", "metadata.json", "corpus.txt")
+
+
+# --------------------------------------------------------------------------
+# drawing
+# --------------------------------------------------------------------------
+def _randint(rng, lo: int, hi: int) -> int:
+    """Inclusive random integer from a ``random.Random`` or a numpy generator."""
+    integers = getattr(rng, "integers", None)  # numpy.random.Generator
+    if integers is not None:
+        return int(integers(lo, hi + 1))
+    if type(rng).__name__ == "RandomState":  # numpy legacy: exclusive high
+        return int(rng.randint(lo, hi + 1))
+    return int(rng.randint(lo, hi))
+
+
+def draw_shape(shape: str, colour: str, image_size: int = 64, rng=None) -> tuple[Image.Image, dict]:
+    """Draw one filled ``shape`` of ``colour`` at a random size and position.
+
+    ``rng`` may be a ``random.Random``, a ``numpy.random.Generator`` /
+    ``RandomState``, an int seed or None.  The shape's side is 35%-60% of
+    ``image_size`` and it lies fully inside the image; the background is a
+    light grey with a slight random tint.  Returns ``(RGB image, meta)`` with
+    meta keys ``shape, colour, rgb, size, bbox (x0, y0, x1, y1 inclusive),
+    centre (cx, cy), position ('left'|'centre'|'right' by cx), background``.
+    """
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; choose from {SHAPES}")
+    if colour not in COLOURS:
+        raise ValueError(f"unknown colour {colour!r}; choose from {tuple(COLOURS)}")
+    if image_size < 16:
+        raise ValueError(f"image_size must be >= 16, got {image_size}")
+    if rng is None or isinstance(rng, int):
+        rng = random.Random(rng)
+
+    n = int(image_size)
+    lo = max(4, round(_SIZE_RANGE[0] * n))
+    hi = max(lo, round(_SIZE_RANGE[1] * n))
+    s = _randint(rng, lo, hi)
+    x0 = _randint(rng, 0, n - s)
+    y0 = _randint(rng, 0, n - s)
+    x1, y1 = x0 + s - 1, y0 + s - 1
+    j = _BACKGROUND_JITTER
+    bg = tuple(min(255, max(0, c + _randint(rng, -j, j))) for c in _BACKGROUND)
+
+    img = Image.new("RGB", (n, n), bg)
+    draw = ImageDraw.Draw(img)
+    rgb = COLOURS[colour]
+    if shape == "circle":
+        draw.ellipse((x0, y0, x1, y1), fill=rgb)
+    elif shape == "square":
+        draw.rectangle((x0, y0, x1, y1), fill=rgb)
+    elif shape == "triangle":  # apex up, base along the bottom of the box
+        draw.polygon([(x0 + (s - 1) / 2, y0), (x0, y1), (x1, y1)], fill=rgb)
+    else:  # cross (plus sign): two bars one third of the side thick
+        t = max(2, round(s / 3))
+        off = (s - t) // 2
+        draw.rectangle((x0, y0 + off, x1, y0 + off + t - 1), fill=rgb)
+        draw.rectangle((x0 + off, y0, x0 + off + t - 1, y1), fill=rgb)
+
+    cx, cy = x0 + (s - 1) / 2, y0 + (s - 1) / 2
+    position = "left" if cx < n / 3 else ("right" if cx >= 2 * n / 3 else "centre")
+    meta = {
+        "shape": shape,
+        "colour": colour,
+        "rgb": list(rgb),
+        "size": s,
+        "bbox": [x0, y0, x1, y1],
+        "centre": [cx, cy],
+        "position": position,
+        "background": list(bg),
+    }
+    return img, meta
+
+
+def answer_for(meta: dict, qtype: str, lang: str) -> str:
+    """Canonical answer to a ``qtype`` question in ``lang`` about an image's meta."""
+    key = meta["colour"] if qtype == "colour" else meta["shape"]
+    return ANSWERS[qtype][lang][key]
+
+
+# --------------------------------------------------------------------------
+# corpus for the tiny tokenizer
+# --------------------------------------------------------------------------
+def corpus_lines() -> list[str]:
+    """Every question / answer string the generator can produce, plus a few
+    hundred generic bilingual chat lines.  Independent of the seed, so the tiny
+    tokenizer's vocabulary is the same for every generated dataset."""
+    lines: list[str] = [SYSTEM_PROMPT, "system", "user", "assistant", "你是一个乐于助人的助手。"]
+    for qtype in QTYPES:
+        for lang in LANGS:
+            answers = list(ANSWERS[qtype][lang].values())
+            for q in QUESTIONS[qtype][lang]:
+                lines.append(q)
+                lines.append(IMAGE_PREFIX + q)
+                lines.extend(f"{q} {a}" for a in answers)
+            lines.extend(answers)
+
+    generic_en = [
+        "Hello!", "Hi, how are you?", "I am fine, thank you.", "Good morning.", "Good evening.",
+        "Thank you!", "You are welcome.", "Goodbye.", "See you later.", "Nice to meet you.",
+        "How can I help you today?", "Please describe the image.", "Can you help me?",
+        "Of course, I can help.", "Sure.", "Yes.", "No.", "I do not know.", "Let me look at the picture.",
+        "The picture is small.", "The background is light grey.", "There is one shape in the image.",
+        "There is only one object in the picture.", "What do you see?", "I see a shape.",
+        "Is it big or small?", "It is big.", "It is small.", "Where is the shape?",
+        "Please answer in English.", "Please answer briefly.", "Answer with one word.",
+        "That is correct.", "That is wrong.", "Let us try again.", "Which one?", "Why?",
+        "Because it has three corners.", "A square has four equal sides.", "A circle is round.",
+        "A triangle has three sides.", "A cross looks like a plus sign.",
+    ]
+    generic_zh = [
+        "你好！", "你好，最近怎么样？", "我很好，谢谢。", "早上好。", "晚上好。",
+        "谢谢！", "不客气。", "再见。", "回头见。", "很高兴认识你。",
+        "今天我能帮你什么？", "请描述这张图片。", "你能帮我吗？",
+        "当然，我可以帮忙。", "好的。", "是的。", "不是。", "我不知道。", "让我看看这张图片。",
+        "这张图片很小。", "背景是浅灰色的。", "图中有一个形状。",
+        "图片里只有一个物体。", "你看到了什么？", "我看到一个形状。",
+        "它是大的还是小的？", "它很大。", "它很小。", "形状在哪里？",
+        "请用中文回答。", "请简短回答。", "用一个词回答。",
+        "回答正确。", "回答错误。", "我们再试一次。", "哪一个？", "为什么？",
+        "因为它有三个角。", "正方形有四条相等的边。", "圆形是圆的。",
+        "三角形有三条边。", "十字形看起来像一个加号。",
+    ]
+    lines += generic_en + generic_zh
+    for shape in SHAPES:
+        shape_zh = ANSWERS["shape"]["zh"][shape]
+        for colour in COLOURS:
+            colour_zh = ANSWERS["colour"]["zh"][colour]
+            article = "an" if colour[0] in "aeiou" else "a"
+            lines.append(f"This is {article} {colour} {shape}.")
+            lines.append(f"这是一个{colour_zh}的{shape_zh}。")
+            for pos, pos_zh in _POSITIONS_ZH.items():
+                side = "in the centre" if pos == "centre" else f"on the {pos}"
+                lines.append(f"The {colour} {shape} is {side}.")
+                lines.append(f"{colour_zh}的{shape_zh}在{pos_zh}。")
+    seen: set[str] = set()
+    return [x for x in lines if not (x in seen or seen.add(x))]
+
+
+# --------------------------------------------------------------------------
+# dataset generation
+# --------------------------------------------------------------------------
+def _balanced(rng: random.Random, items: list, n: int) -> list:
+    """``n`` items cycling through shuffled copies of ``items`` (exact balance
+    up to one partial block)."""
+    out: list = []
+    while len(out) < n:
+        block = list(items)
+        rng.shuffle(block)
+        out.extend(block)
+    return out[:n]
+
+
+def _shape_colour_stream(rng: random.Random, n: int) -> list[tuple[str, str]]:
+    """Shapes and colours each balanced to within one, drawn independently."""
+    return list(zip(_balanced(rng, list(SHAPES), n), _balanced(rng, list(COLOURS), n)))
+
+
+def _question(rng: random.Random, qtype: str, lang: str) -> str:
+    return rng.choice(QUESTIONS[qtype][lang])
+
+
+def _name_width(n: int) -> int:
+    return max(5, len(str(max(n - 1, 0))))
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write_json(path: Path, obj: Any) -> None:
+    _atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=1) + "\n")
+
+
+def _params(num_train: int, num_val: int, image_size: int, seed: int) -> dict:
+    return {"num_train": int(num_train), "num_val": int(num_val), "image_size": int(image_size), "seed": int(seed)}
+
+
+def _manifest_ok(root: Path, params: dict) -> bool:
+    try:
+        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("params") != params:
+        return False
+    return (root / "image").is_dir() and all((root / f).is_file() for f in _FILES)
+
+
+@contextlib.contextmanager
+def _lock(root: Path):
+    """Exclusive lock so concurrent processes (e.g. several ranks) generate once."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        yield
+        return
+    with open(root / ".lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _generate(root: Path, params: dict) -> dict:
+    num_train, num_val = params["num_train"], params["num_val"]
+    image_size, seed = params["image_size"], params["seed"]
+    image_dir = root / "image"
+    if image_dir.exists():
+        shutil.rmtree(image_dir)
+    image_dir.mkdir(parents=True)
+
+    metadata: list[dict] = []
+
+    def save(img: Image.Image, name: str, split: str, meta: dict) -> None:
+        img.save(image_dir / name, format="PNG", compress_level=1)
+        metadata.append({"image": name, "split": split, **meta})
+
+    # ---- train: conversations (1-2 turns) + single-turn instruction view
+    rng = random.Random(f"shapes-instruction:{seed}:train")
+    width = _name_width(num_train)
+    train, train_instruction = [], []
+    train_keys: set[tuple] = set()
+    for i, (shape, colour) in enumerate(_shape_colour_stream(rng, num_train)):
+        img, meta = draw_shape(shape, colour, image_size, rng)
+        name = f"{i:0{width}d}.png"
+        save(img, name, "train", meta)
+        train_keys.add((shape, colour, tuple(meta["bbox"]), tuple(meta["background"])))
+        first = rng.choice(QTYPES)
+        qtypes = [first] if rng.random() < 0.5 else [first, QTYPES[1 - QTYPES.index(first)]]
+        conv = []
+        for t, qtype in enumerate(qtypes):
+            lang = rng.choice(LANGS)
+            q = _question(rng, qtype, lang)
+            conv.append({"from": "user", "value": (IMAGE_PREFIX + q) if t == 0 else q})
+            conv.append({"from": "assistant", "value": answer_for(meta, qtype, lang)})
+        train.append({"image": name, "conversations": conv})
+        train_instruction.append({"image": name, "instruction": conv[0]["value"], "output": conv[1]["value"]})
+
+    # ---- val: single-turn conversations, exactly balanced, disjoint draws
+    rng = random.Random(f"shapes-instruction:{seed}:val")
+    width = _name_width(num_val)
+    val = []
+    qa_cells = [(q, lang) for q in QTYPES for lang in LANGS]
+    for i, ((shape, colour), (qtype, lang)) in enumerate(
+        zip(_shape_colour_stream(rng, num_val), _balanced(rng, qa_cells, num_val))
+    ):
+        for _ in range(1000):  # never reuse a train image's exact drawing
+            img, meta = draw_shape(shape, colour, image_size, rng)
+            if (shape, colour, tuple(meta["bbox"]), tuple(meta["background"])) not in train_keys:
+                break
+        name = f"val_{i:0{width}d}.png"
+        save(img, name, "val", meta)
+        q = _question(rng, qtype, lang)
+        val.append(
+            {
+                "image": name,
+                "conversations": [
+                    {"from": "user", "value": IMAGE_PREFIX + q},
+                    {"from": "assistant", "value": answer_for(meta, qtype, lang)},
+                ],
+                "qtype": qtype,
+                "lang": lang,
+            }
+        )
+
+    _atomic_write_json(root / "train.json", train)
+    _atomic_write_json(root / "train_instruction.json", train_instruction)
+    _atomic_write_json(root / "val.json", val)
+    _atomic_write_json(root / "metadata.json", metadata)
+    _atomic_write_text(root / "corpus.txt", "\n".join(corpus_lines()) + "\n")
+
+    def counts(split: str) -> dict:
+        metas = [m for m in metadata if m["split"] == split]
+        return {
+            "images": len(metas),
+            "shape": dict(Counter(m["shape"] for m in metas)),
+            "colour": dict(Counter(m["colour"] for m in metas)),
+            "position": dict(Counter(m["position"] for m in metas)),
+        }
+
+    return {
+        "train": {
+            **counts("train"),
+            "turns": sum(len(r["conversations"]) // 2 for r in train),
+            "two_turn_samples": sum(len(r["conversations"]) == 4 for r in train),
+        },
+        "val": {
+            **counts("val"),
+            "qtype": dict(Counter(r["qtype"] for r in val)),
+            "lang": dict(Counter(r["lang"] for r in val)),
+        },
+    }
+
+
+def ensure_shapes_dataset(
+    root: str | os.PathLike = DEFAULT_ROOT,
+    num_train: int = 4000,
+    num_val: int = 400,
+    image_size: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Generate the dataset under ``root`` unless a complete copy with the same
+    parameters is already there; return ``root`` as a Path.
+
+    Completeness is recorded by ``manifest.json`` (parameters + format
+    version), written last and atomically; it is removed before regenerating,
+    so an interrupted generation is redone rather than half-used.
+    """
+    if num_train < 1 or num_val < 0:
+        raise ValueError(f"need num_train >= 1 and num_val >= 0, got {num_train}, {num_val}")
+    root = Path(root)
+    params = _params(num_train, num_val, image_size, seed)
+    if _manifest_ok(root, params):
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    with _lock(root):
+        if _manifest_ok(root, params):  # another process finished meanwhile
+            return root
+        (root / "manifest.json").unlink(missing_ok=True)
+        start = time.perf_counter()
+        stats = _generate(root, params)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "params": params,
+            "files": list(_FILES),
+            "image_dir": "image",
+            "stats": stats,
+            "generation_seconds": round(time.perf_counter() - start, 3),
+        }
+        _atomic_write_json(root / "manifest.json", manifest)
+    return root

@@ -1,0 +1,69 @@
+"""Base class of registered models: default configs by model type, checkpoint loading, trainable state."""
+
+import logging
+import os
+
+import torch
+from torch import nn
+
+from lavis.common.checkpoint import CheckpointError, load_file
+from lavis.common.utils import get_abs_path
+
+
+class BaseModel(nn.Module):
+    PRETRAINED_MODEL_CONFIG_DICT = {}
+
+    @classmethod
+    def default_model_type(cls):
+        return next(iter(cls.PRETRAINED_MODEL_CONFIG_DICT))
+
+    @classmethod
+    def default_config_path(cls, model_type):
+        if model_type not in cls.PRETRAINED_MODEL_CONFIG_DICT:
+            raise ValueError(
+                f"unknown model_type '{model_type}' for {cls.__name__}; "
+                f"valid: {sorted(cls.PRETRAINED_MODEL_CONFIG_DICT)}"
+            )
+        return get_abs_path(cls.PRETRAINED_MODEL_CONFIG_DICT[model_type])
+
+    @property
+    def device(self):
+        return next(self.parameters()).device
+
+    def trainable_state_dict(self):
+        """What a checkpoint stores: trainable parameters, plus buffers of trainable modules."""
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        return {k: v.detach() for k, v in self.state_dict().items() if k in trainable}
+
+    def load_checkpoint(self, path_or_state):
+        """Load a checkpoint written by the runner (`{"model": {...}}`) or a bare state dict.
+
+        Only the keys it holds are loaded (checkpoints hold the trainable part); a key this
+        model does not have, or a tensor of another shape, is an error naming the file and keys.
+        """
+        source = path_or_state if isinstance(path_or_state, str) else "<state dict>"
+        state = load_file(path_or_state) if isinstance(path_or_state, (str, os.PathLike)) else path_or_state
+        state = state.get("model", state)
+        state = self.convert_checkpoint_keys(state)
+        own = self.state_dict()
+        unknown = sorted(k for k in state if k not in own)
+        mismatched = sorted(
+            f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+            for k, v in state.items()
+            if k in own and tuple(v.shape) != tuple(own[k].shape)
+        )
+        if unknown or mismatched:
+            raise CheckpointError(
+                f"checkpoint {source} does not fit this model: "
+                + (f"unknown keys {unknown[:20]}{' ...' if len(unknown) > 20 else ''}; " if unknown else "")
+                + (f"shape mismatches {mismatched[:20]}" if mismatched else "")
+            )
+        with torch.no_grad():
+            for key, value in state.items():
+                own[key].copy_(value.to(own[key].dtype))
+        logging.info("loaded %d tensors from %s", len(state), source)
+        return sorted(state)
+
+    def convert_checkpoint_keys(self, state):
+        """Hook for models whose released checkpoints use other key names."""
+        return state

@@ -1,0 +1,68 @@
+"""EVA-ViT vision tower (image -> patch features), the first stage of MiniGPT4Qwen.
+
+Built on transformers' BLIP-2 vision modules, which are the EVA-ViT-G architecture that
+BLIP-2 uses (pre-norm blocks, exact GELU, qkv projection with a q and v bias but no k bias,
+class token + absolute position embeddings).  BLIP-2 applies its own `ln_vision` LayerNorm
+(eps 1e-5) after the ViT, whereas transformers folds it into `post_layernorm` with the
+blocks' eps (1e-6); we drop `post_layernorm` and keep `ln_vision` in the model, as LAVIS does.
+"""
+
+import torch
+from torch import nn
+from transformers import Blip2VisionConfig
+from transformers.models.blip_2.modeling_blip_2 import Blip2VisionModel
+
+from lavis.common.schema import VitArch
+
+
+def vit_config(arch, image_size):
+    arch = VitArch(**arch) if isinstance(arch, dict) else arch
+    if image_size % arch.patch_size:
+        raise ValueError(f"image_size {image_size} is not a multiple of the ViT patch size {arch.patch_size}")
+    return Blip2VisionConfig(
+        hidden_size=arch.embed_dim,
+        intermediate_size=int(arch.embed_dim * arch.mlp_ratio),
+        num_hidden_layers=arch.depth,
+        num_attention_heads=arch.num_heads,
+        image_size=image_size,
+        patch_size=arch.patch_size,
+        hidden_act="gelu",
+        layer_norm_eps=1e-6,
+        attention_dropout=0.0,
+        qkv_bias=True,
+        attn_implementation="sdpa",
+    )
+
+
+def _keep_k_bias_zero(vit):
+    """EVA has no k bias; transformers stores one zero-filled qkv bias. Mask its k part's gradient
+    so that a trained ViT keeps it at exactly zero (AdamW then leaves it untouched as well)."""
+    for layer in vit.encoder.layers:
+        bias = layer.self_attn.qkv.bias
+        dim = bias.shape[0] // 3
+        with torch.no_grad():
+            bias[dim : 2 * dim].zero_()
+        mask = torch.ones_like(bias)
+        mask[dim : 2 * dim] = 0
+        bias.register_hook(lambda grad, mask=mask: grad * mask.to(grad.dtype))
+
+
+def build_eva_vit(arch, image_size, drop_path_rate=0.0, use_grad_checkpoint=False):
+    """An EVA-style ViT returning (B, 1 + num_patches, embed_dim) features, no final norm."""
+    if drop_path_rate:
+        raise ValueError(
+            "model.drop_path_rate > 0 is not supported (transformers' BLIP-2 vision blocks have no "
+            "stochastic depth); the original recipe uses 0"
+        )
+    vit = Blip2VisionModel(vit_config(arch, image_size))
+    vit.post_layernorm = nn.Identity()
+    _keep_k_bias_zero(vit)
+    if use_grad_checkpoint:
+        vit.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    vit.num_features = vit.config.hidden_size
+    return vit
+
+
+def vit_features(vit, images):
+    """Patch features of `images` (B, 3, H, W)."""
+    return vit(pixel_values=images).last_hidden_state

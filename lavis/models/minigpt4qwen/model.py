@@ -1,0 +1,249 @@
+"""MiniGPT4Qwen: frozen EVA-ViT -> frozen Q-former -> trainable `llm_proj` -> Qwen chat LLM.
+
+`<ImageHere>` in a user turn becomes `num_query_token` `<|extra_0|>` slots whose embeddings
+are replaced by the projected Q-former outputs of that image (images are consumed in the
+order their placeholders appear, sample by sample).  Prompts and labels come from
+`prompt.py`; the loss is computed only at positions that have a label.
+"""
+
+import contextlib
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lavis.common.registry import registry
+from lavis.common.schema import QformerArch, VitArch
+from lavis.models.base_model import BaseModel
+from lavis.models.eva_vit import build_eva_vit, vit_features
+from lavis.models.minigpt4qwen.prompt import IGNORE_INDEX, IMAGE_TOKEN, ChatMLPromptBuilder
+from lavis.models.minigpt4qwen.weights import check_weight_files
+from lavis.models.qformer import build_qformer, query_features
+from lavis.models.qwen.llm import build_llm
+from lavis.models.qwen.tokenizer import QwenTokenizer
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@registry.register_model("minigpt4qwen")
+class MiniGPT4Qwen(BaseModel):
+    PRETRAINED_MODEL_CONFIG_DICT = {
+        "qwen7b_chat": "configs/models/minigpt4qwen/minigpt4qwen.yaml",
+        "tiny": "configs/models/minigpt4qwen/minigpt4qwen_tiny.yaml",
+    }
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.num_query_token = cfg.num_query_token
+        self.max_txt_len = cfg.max_txt_len
+        if cfg.qformer_text_input:
+            raise ValueError("model.qformer_text_input: True is not supported (MiniGPT4Qwen uses no Q-former text input)")
+
+        self.visual_encoder = build_eva_vit(
+            cfg.vit_arch or VitArch(), cfg.image_size, cfg.drop_path_rate, cfg.use_grad_checkpoint
+        )
+        self.ln_vision = nn.LayerNorm(self.visual_encoder.num_features)  # LAVIS: default eps 1e-5
+        self.Qformer, self.query_tokens = build_qformer(
+            cfg.qformer_arch or QformerArch(), self.visual_encoder.num_features, cfg.num_query_token
+        )
+        self.llm_tokenizer = QwenTokenizer.from_pretrained(self._tokenizer_path(cfg), model_max_length=cfg.max_txt_len)
+        self.llm_model = build_llm(cfg.llm_arch, len(self.llm_tokenizer), self.llm_tokenizer.eod_id)
+        self.llm_proj = nn.Linear(self.Qformer.config.hidden_size, self.llm_model.config.hidden_size)
+        self.prompt = ChatMLPromptBuilder(self.llm_tokenizer, cfg.num_query_token)
+        self.replace_image_token_id = self.prompt.image_pad_id
+        self._apply_freeze_flags(cfg)
+
+    @staticmethod
+    def _tokenizer_path(cfg):
+        from lavis.common.utils import resolve_path
+
+        return resolve_path(cfg.llm_tokenizer or cfg.llm_model)
+
+    # -- freezing ------------------------------------------------------------
+    def _apply_freeze_flags(self, cfg):
+        self._frozen_modules = []
+        if cfg.freeze_vit:
+            self._freeze(self.visual_encoder)
+            if cfg.unfreeze_pos_embed:
+                self.visual_encoder.embeddings.position_embedding.requires_grad_(True)
+        if cfg.freeze_qformer:
+            self._freeze(self.ln_vision)
+            self._freeze(self.Qformer)
+        self.query_tokens.requires_grad_(not cfg.freeze_queries)
+        if cfg.freeze_proj:
+            self._freeze(self.llm_proj)
+        if cfg.freeze_llm:
+            self._freeze(self.llm_model)
+        logging.info(
+            "trainable parameters: %d of %d",
+            sum(p.numel() for p in self.parameters() if p.requires_grad),
+            sum(p.numel() for p in self.parameters()),
+        )
+
+    def _freeze(self, module):
+        module.requires_grad_(False)
+        module.eval()
+        self._frozen_modules.append(module)
+
+    def train(self, mode=True):
+        """Frozen parts stay in eval mode (no dropout) whatever the runner asks, as in LAVIS."""
+        super().train(mode)
+        for module in self._frozen_modules:
+            module.eval()
+        return self
+
+    # -- image side ----------------------------------------------------------
+    def maybe_autocast(self, dtype=None):
+        device_type = self.device.type
+        dtype = dtype or AUTOCAST_DTYPES[self.cfg.autocast_dtype]
+        if not self.cfg.enable_autocast or (device_type == "cpu" and dtype == torch.float16):
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device_type, dtype=dtype)
+
+    def _vit_context(self):
+        if self.visual_encoder.embeddings.patch_embedding.weight.dtype == torch.float16:
+            return torch.autocast(device_type=self.device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def encode_image(self, images):
+        """(N, 3, H, W) images -> (N, num_query_token, llm hidden) embeddings for the LLM."""
+        vit_frozen = not any(p.requires_grad for p in self.visual_encoder.parameters())
+        with torch.no_grad() if vit_frozen else contextlib.nullcontext(), self._vit_context():
+            feats = vit_features(self.visual_encoder, images)
+        qformer_frozen = not any(p.requires_grad for p in [*self.Qformer.parameters(), *self.ln_vision.parameters(), self.query_tokens])
+        with torch.no_grad() if vit_frozen and qformer_frozen else contextlib.nullcontext():
+            feats = self.ln_vision(feats.float())
+            queries = query_features(self.Qformer, self.query_tokens, feats)
+        return self.llm_proj(queries)
+
+    # -- text + image embeddings ---------------------------------------------------
+    def embed_with_images(self, input_ids, image_embeds):
+        """Token embeddings with every `<|extra_0|>` slot replaced by image embeddings, in order."""
+        embeds = self.llm_model.get_input_embeddings()(input_ids)
+        slots = input_ids == self.replace_image_token_id
+        needed = int(slots.sum())
+        given = 0 if image_embeds is None else image_embeds.shape[0] * image_embeds.shape[1]
+        if needed != given:
+            raise ValueError(f"the text has {needed} image slots but {given} image embeddings were given")
+        if needed:
+            embeds = embeds.masked_scatter(slots.unsqueeze(-1), image_embeds.to(embeds.dtype))
+        return embeds
+
+    def _pad(self, sequences, value, left=False):
+        length = max(len(s) for s in sequences)
+        rows = [([value] * (length - len(s)) + list(s)) if left else (list(s) + [value] * (length - len(s))) for s in sequences]
+        return torch.tensor(rows, dtype=torch.long, device=self.device)
+
+    # -- training -----------------------------------------------------------------
+    def forward(self, samples):
+        """samples: {"image": (N, 3, H, W) all images of the batch in order, "conversations": [...]}.
+
+        Returns {"loss": mean cross-entropy over labelled tokens, "num_tokens": their count}.
+        """
+        encoded = [self.prompt.encode_conversation(c, self.max_txt_len) for c in samples["conversations"]]
+        images = samples.get("image")
+        total = sum(e.num_images_total for e in encoded)
+        given = 0 if images is None else images.shape[0]
+        if total != given:
+            raise ValueError(f"the batch's conversations have {total} {IMAGE_TOKEN} but {given} images were given")
+        keep, offset = [], 0
+        for e in encoded:
+            keep += range(offset, offset + e.num_images)
+            offset += e.num_images_total
+        image_embeds = self.encode_image(images[keep]) if keep else None
+
+        input_ids = self._pad([e.input_ids for e in encoded], self.llm_tokenizer.pad_token_id)
+        labels = self._pad([e.labels for e in encoded], IGNORE_INDEX)
+        attention_mask = self._pad([[1] * len(e.input_ids) for e in encoded], 0)
+        embeds = self.embed_with_images(input_ids, image_embeds)
+        hidden = self._decoder()(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        targets = labels[:, 1:]
+        selected = targets != IGNORE_INDEX
+        num_tokens = int(selected.sum())
+        logits = self.llm_model.get_output_embeddings()(hidden[:, :-1][selected])
+        loss = F.cross_entropy(logits.float(), targets[selected], reduction="sum") / max(num_tokens, 1)
+        return {"loss": loss, "num_tokens": num_tokens}
+
+    def _decoder(self):
+        """The LLM's transformer body (under a LoRA wrapper if there is one)."""
+        model = self.llm_model
+        if hasattr(model, "get_base_model"):
+            model = model.get_base_model()
+        return model.model
+
+    # -- generation -----------------------------------------------------------------
+    @torch.no_grad()
+    def generate_from_ids(self, prompts, images=None, **generate_kwargs):
+        """Generate replies for prompt id lists (left-padded as a batch). Returns new ids per prompt."""
+        image_embeds = self.encode_image(images) if images is not None and len(images) else None
+        input_ids = self._pad(prompts, self.llm_tokenizer.pad_token_id, left=True)
+        attention_mask = self._pad([[1] * len(p) for p in prompts], 0, left=True)
+        embeds = self.embed_with_images(input_ids, image_embeds)
+        tok = self.llm_tokenizer
+        kwargs = dict(
+            max_new_tokens=32,
+            do_sample=False,
+            eos_token_id=[tok.im_end_id, tok.im_start_id, tok.eod_id],
+            pad_token_id=tok.pad_token_id,
+            suppress_tokens=list(range(len(tok), self.llm_model.config.vocab_size)) or None,
+        )
+        kwargs.update(generate_kwargs)
+        out = self.llm_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        stops = set(kwargs["eos_token_id"]) | {tok.pad_token_id}
+        replies = []
+        for row in out.tolist():
+            reply = []
+            for token in row:
+                if token in stops:
+                    break
+                reply.append(token)
+            replies.append(reply)
+        return replies
+
+    @torch.no_grad()
+    def generate(self, samples, **generate_kwargs):
+        """samples: {"image": (N, 3, H, W) or None, "text": raw ChatML prompt string(s)} -> reply strings.
+
+        Raw prompts are the caller's own ChatML: their special-token strings are control
+        tokens, and each `<ImageHere>` takes the next image.
+        """
+        texts = [samples["text"]] if isinstance(samples["text"], str) else list(samples["text"])
+        prompts = []
+        for text in texts:
+            ids = []
+            for i, piece in enumerate(text.split(IMAGE_TOKEN)):
+                if i:
+                    ids += [self.replace_image_token_id] * self.num_query_token
+                ids += self.llm_tokenizer.encode(piece)
+            prompts.append(ids)
+        replies = self.generate_from_ids(prompts, samples.get("image"), **generate_kwargs)
+        return [self.llm_tokenizer.decode(r, skip_special_tokens=True).strip() for r in replies]
+
+    @torch.no_grad()
+    def chat(self, query, history, image_tensor, system=None, max_window_size=None, **generate_kwargs):
+        """One chat turn: returns (response, history + [(query, response)])."""
+        history = list(history or [])
+        ids, num_images = self.prompt.generation_ids(query, history, system, max_window_size)
+        images = image_tensor[:num_images] if image_tensor is not None and num_images else None
+        reply = self.generate_from_ids([ids], images, **generate_kwargs)[0]
+        response = self.llm_tokenizer.decode(reply, skip_special_tokens=True).strip()
+        return response, history + [(query, response)]
+
+    # -- building ---------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg):
+        check_weight_files(cfg)
+        if cfg.llm_arch is None or cfg.vit_ckpt or (cfg.load_pretrained and cfg.pretrained):
+            raise NotImplementedError("loading the original pretrained weights is not implemented yet")
+        model = cls(cfg)
+        if cfg.load_finetuned and (cfg.finetuned or cfg.ckpt):
+            model.load_checkpoint(_resolve(cfg.finetuned or cfg.ckpt))
+        return model
+
+
+def _resolve(path):
+    from lavis.common.utils import resolve_path
+
+    return resolve_path(path)

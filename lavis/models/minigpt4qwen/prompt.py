@@ -1,0 +1,153 @@
+"""ChatML prompts and training labels: conversations -> token ids, as MiniGPT4Qwen builds them.
+
+Layout (each `<|im_end|>` is followed by a newline):
+
+    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n
+    <|im_start|>user\\n<Img>[32 x <|extra_0|>]</Img> question<|im_end|>\\n
+    <|im_start|>assistant\\nanswer<|im_end|>\\n
+
+Labels follow the original `preprocess`: every turn keeps its `<|im_start|>` and its closing
+`<|im_end|>` + newline; assistant turns also keep their reply; everything else is -100.
+One deliberate difference: message text is encoded as plain text, so special-token strings
+typed in data or by users (`<|im_end|>`, `<|extra_0|>`...) are never control tokens or image
+slots.  Only the literal `<ImageHere>` in a user turn becomes an image slot.
+"""
+
+from dataclasses import dataclass, field
+
+IGNORE_INDEX = -100
+IMAGE_TOKEN = "<ImageHere>"
+IMAGE_PAD = "<|extra_0|>"
+DEFAULT_SYSTEM = "You are a helpful assistant."
+ROLE_ALIASES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
+
+
+class ConversationError(ValueError):
+    """A conversation that cannot be turned into a prompt (bad roles, missing text...)."""
+
+
+@dataclass
+class EncodedConversation:
+    input_ids: list
+    labels: list
+    image_starts: list = field(default_factory=list)  # positions of each image's first slot
+    num_images_total: int = 0  # images the text asked for before truncation
+
+    @property
+    def num_images(self):
+        return len(self.image_starts)
+
+
+class ChatMLPromptBuilder:
+    """Turns conversations into ids/labels for training and into prompts for generation."""
+
+    def __init__(self, tokenizer, num_query_token, system=DEFAULT_SYSTEM):
+        self.tok = tokenizer
+        self.num_query_token = num_query_token
+        self.system = system
+        self.image_pad_id = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+        self.nl = tokenizer.encode_text("\n")
+        self.im_start = tokenizer.im_start_id
+        self.im_end = tokenizer.im_end_id
+        self._headers = {role: [self.im_start] + tokenizer.encode_text(role) + self.nl for role in ("system", "user", "assistant")}
+
+    # -- pieces ------------------------------------------------------------
+    def encode_content(self, text, role):
+        """Message text -> (ids, offsets of image slots). `<ImageHere>` is a slot in user turns only."""
+        if not isinstance(text, str):
+            raise ConversationError(f"message value must be a string, got {type(text).__name__}")
+        if role != "user" or IMAGE_TOKEN not in text:
+            return self.tok.encode_text(text), []
+        ids, starts = [], []
+        pieces = text.split(IMAGE_TOKEN)
+        for i, piece in enumerate(pieces):
+            if i:
+                starts.append(len(ids))
+                ids += [self.image_pad_id] * self.num_query_token
+            ids += self.tok.encode_text(piece)
+        return ids, starts
+
+    def system_ids(self, system=None):
+        system = self.system if system is None else system
+        return self._headers["system"] + self.tok.encode_text(system) + [self.im_end] + self.nl
+
+    def turn_ids(self, role, text):
+        """One ChatML turn: ids, labels, image slot positions (relative to the turn)."""
+        header = self._headers[role]
+        content, starts = self.encode_content(text, role)
+        ids = header + content + [self.im_end] + self.nl
+        if role == "user":
+            labels = [self.im_start] + [IGNORE_INDEX] * (len(ids) - 2 - len(self.nl)) + [self.im_end] + self.nl
+        else:
+            labels = [self.im_start] + [IGNORE_INDEX] * (len(header) - 1) + content + [self.im_end] + self.nl
+        return ids, labels, [len(header) + s for s in starts]
+
+    # -- training ------------------------------------------------------------
+    def encode_conversation(self, conversation, max_len=None, system=None):
+        """A list of {"from": role, "value": text} -> EncodedConversation, truncated to `max_len`.
+
+        As in the original, a conversation that starts with an assistant message drops it.
+        Truncation never cuts an image's slots in half: an image that would not fit whole is
+        dropped together with everything after it.
+        """
+        turns = [self._normalise(i, message) for i, message in enumerate(conversation)]
+        if turns and turns[0][0] != "user":
+            turns = turns[1:]
+        input_ids = self.system_ids(system)
+        labels = [self.im_start] + [IGNORE_INDEX] * (len(input_ids) - 2 - len(self.nl)) + [self.im_end] + self.nl
+        image_starts = []
+        for role, text in turns:
+            ids, lab, starts = self.turn_ids(role, text)
+            image_starts += [len(input_ids) + s for s in starts]
+            input_ids += ids
+            labels += lab
+        total = len(image_starts)
+        if max_len is not None and len(input_ids) > max_len:
+            cut = max_len
+            for start in image_starts:
+                if start < cut < start + self.num_query_token:
+                    cut = start
+            input_ids, labels = input_ids[:cut], labels[:cut]
+            image_starts = [s for s in image_starts if s + self.num_query_token <= cut]
+        return EncodedConversation(input_ids, labels, image_starts, total)
+
+    @staticmethod
+    def _normalise(index, message):
+        if not isinstance(message, dict) or "from" not in message or "value" not in message:
+            raise ConversationError(f"message {index} must be a dict with 'from' and 'value', got {message!r:.120}")
+        role = ROLE_ALIASES.get(str(message["from"]).lower())
+        if role is None:
+            raise ConversationError(
+                f"message {index}: unknown role {message['from']!r}; use one of {sorted(ROLE_ALIASES)}"
+            )
+        return role, message["value"]
+
+    # -- generation ----------------------------------------------------------
+    def generation_ids(self, query, history=(), system=None, max_window_size=None):
+        """Prompt ids for answering `query` after `history` [(query, response), ...].
+
+        Ends with `<|im_start|>assistant\\n`, exactly where training put the reply.  When the
+        prompt would exceed `max_window_size` tokens, the oldest turns are dropped, except
+        turns that hold images, which are kept. Returns (ids, number of images).
+        """
+        head = self.system_ids(system)
+        tail, _, tail_starts = self.turn_ids("user", query)
+        tail += self._headers["assistant"]
+        turns = []
+        for past_query, response in history:
+            q_ids, _, q_starts = self.turn_ids("user", past_query)
+            r_ids, _, _ = self.turn_ids("assistant", response)
+            turns.append((q_ids + r_ids, len(q_starts)))
+        budget = None if max_window_size is None else max_window_size - len(head) - len(tail)
+        if budget is not None:
+            kept, used, full = [], sum(len(ids) for ids, n in turns if n), False
+            for ids, n in reversed(turns):
+                full = full or (not n and used + len(ids) > budget)
+                if n or not full:
+                    kept.append((ids, n))
+                    used += 0 if n else len(ids)
+            turns = list(reversed(kept))
+        ids = list(head)
+        for turn, _ in turns:
+            ids += turn
+        return ids + tail, sum(n for _, n in turns) + len(tail_starts)

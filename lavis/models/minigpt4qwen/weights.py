@@ -1,0 +1,65 @@
+"""Which weight files a MiniGPT4Qwen config needs, checked before anything is built.
+
+A config that names files absent from disk stops with one message listing every missing
+file, the config key that names it and where it goes under the cache root.
+"""
+
+import os
+
+from lavis.common.utils import resolve_path
+
+LLM_WEIGHT_FILES = (
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+)
+
+
+class MissingWeightsError(FileNotFoundError):
+    def __init__(self, missing):
+        self.missing = missing
+        lines = "\n".join(f"  - {key}: {path}  ({what})" for key, path, what in missing)
+        super().__init__(
+            f"{len(missing)} weight file(s) this config needs are missing:\n{lines}\n"
+            "Put the original files there (see README, 'Real weights'), or point the config keys elsewhere."
+        )
+
+    def __str__(self):
+        return self.args[0]
+
+
+def missing_weight_files(cfg):
+    """[(config key, resolved path, what it is)] for every required file not on disk."""
+    missing = []
+
+    def need(key, rel, what, inside=None):
+        path = resolve_path(rel)
+        target = os.path.join(path, inside) if inside else path
+        if not os.path.exists(target):
+            missing.append((key, target, what))
+
+    if cfg.vit_ckpt:
+        need("vit_ckpt", cfg.vit_ckpt, "EVA-ViT-G weights, eva_vit_g.pth")
+    if cfg.qformer_arch is None:
+        need("qformer_config", cfg.qformer_config, "BERT config the Q-former is built from", "config.json")
+    if cfg.load_pretrained and cfg.pretrained:
+        need("pretrained", cfg.pretrained, "BLIP-2 checkpoint with the Q-former, blip2_pretrained_flant5xxl.pth")
+    if cfg.llm_arch is None:
+        folder = resolve_path(cfg.llm_model)
+        need("llm_model", cfg.llm_model, "Qwen-7B-Chat folder: config.json", "config.json")
+        if not cfg.llm_tokenizer:
+            need("llm_model", cfg.llm_model, "Qwen-7B-Chat folder: qwen.tiktoken", "qwen.tiktoken")
+        if not any(os.path.exists(os.path.join(folder, name)) for name in LLM_WEIGHT_FILES):
+            missing.append(("llm_model", os.path.join(folder, LLM_WEIGHT_FILES[0]), "Qwen-7B-Chat weights (.safetensors or .bin shards with their index)"))
+    if cfg.llm_tokenizer:
+        need("llm_tokenizer", cfg.llm_tokenizer, "qwen.tiktoken vocabulary")
+    if cfg.load_finetuned and (cfg.finetuned or cfg.ckpt):
+        need("finetuned", cfg.finetuned or cfg.ckpt, "MiniGPT4Qwen checkpoint (llm_proj and other trained weights)")
+    return missing
+
+
+def check_weight_files(cfg):
+    missing = missing_weight_files(cfg)
+    if missing:
+        raise MissingWeightsError(missing)

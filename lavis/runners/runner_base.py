@@ -1,0 +1,216 @@
+"""The training loop: data loaders, AdamW, lr schedule, AMP, accumulation, clipping, logs, checkpoints.
+
+Built by `train.py` from the run config (`run.runner: runner_base`).  Writes into
+`<run.output_dir>/<job_id>/`: `config.json`, `log.jsonl` (one JSON object per iteration with
+loss and lr, plus evaluation results), `checkpoint_<epoch>.pth` (trainable weights, optimizer,
+scaler, config, epoch; written atomically).
+"""
+
+import json
+import logging
+import os
+import random
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, DataLoader
+from tqdm import tqdm
+
+from lavis.common.checkpoint import CheckpointError, load_file, save_file
+from lavis.common.registry import registry
+from lavis.datasets.datasets.instruction_dataset import InstructionDataset
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def set_seed(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def param_groups(model, weight_decay):
+    """AdamW groups: no weight decay on biases, norms and other 1-d parameters."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or name.endswith(".bias") or "norm" in name.lower() else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+@registry.register_runner("runner_base")
+class RunnerBase:
+    def __init__(self, cfg, task, model, datasets, job_id):
+        self.config = cfg
+        self.run_cfg = cfg.run_cfg
+        self.task = task
+        self.datasets = datasets
+        self.job_id = job_id
+        self.device = self._pick_device(self.run_cfg.device)
+        self.model = model.to(self.device)
+        self.output_dir = os.path.join(self.run_cfg.output_dir, job_id)
+        os.makedirs(self.output_dir, exist_ok=True)
+        self.log_path = os.path.join(self.output_dir, "log.jsonl")
+        self.start_epoch = 0
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.model, self.run_cfg.weight_decay), lr=self.run_cfg.init_lr, betas=(0.9, 0.999)
+        )
+        self.lr_scheduler = registry.get_lr_scheduler_class(self.run_cfg.lr_sched)(
+            optimizer=self.optimizer,
+            max_epoch=self.run_cfg.max_epoch,
+            min_lr=self.run_cfg.min_lr,
+            init_lr=self.run_cfg.init_lr,
+            warmup_steps=self.run_cfg.warmup_steps,
+            warmup_start_lr=self.run_cfg.warmup_lr,
+        )
+        self.amp_dtype = AMP_DTYPES[self.run_cfg.autocast_dtype] if self.run_cfg.amp else None
+        use_scaler = self.amp_dtype == torch.float16 and self.run_cfg.loss_scale and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+
+    @staticmethod
+    def _pick_device(name):
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            logging.warning("run.device=%s but no CUDA device is available: training on CPU", name)
+            return torch.device("cpu")
+        return torch.device(name)
+
+    # -- data --------------------------------------------------------------------
+    def _split(self, split):
+        parts = [splits[split] for splits in self.datasets.values() if split in splits]
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+    def _loader(self, dataset, batch_size, shuffle, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.run_cfg.num_workers,
+            collate_fn=InstructionDataset.collater,
+            generator=generator,
+            drop_last=False,
+            persistent_workers=False,
+        )
+
+    # -- logging and checkpoints -----------------------------------------------------
+    def log(self, record):
+        with open(self.log_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def save_checkpoint(self, epoch):
+        path = os.path.join(self.output_dir, f"checkpoint_{epoch}.pth")
+        save_file(
+            {
+                "model": self.model.trainable_state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None,
+                "config": self.config.to_dict(),
+                "epoch": epoch,
+            },
+            path,
+        )
+        logging.info("saved %s", path)
+        return path
+
+    def resume(self, path):
+        checkpoint = load_file(path)
+        for key in ("model", "optimizer", "epoch"):
+            if key not in checkpoint:
+                raise CheckpointError(f"cannot resume from {path}: it has no '{key}' entry")
+        self.model.load_checkpoint(checkpoint)
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.scaler is not None and checkpoint.get("scaler"):
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.start_epoch = int(checkpoint["epoch"]) + 1
+        logging.info("resumed from %s: continuing at epoch %d", path, self.start_epoch)
+
+    # -- training ---------------------------------------------------------------------
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return torch.autocast(device_type=self.device.type, enabled=False)
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _to_device(self, samples):
+        if samples["image"] is not None:
+            samples["image"] = samples["image"].to(self.device, non_blocking=True)
+        return samples
+
+    def train_epoch(self, epoch, loader):
+        cfg = self.run_cfg
+        self.model.train()
+        accum = cfg.accum_grad_iters
+        progress = tqdm(loader, desc=f"epoch {epoch}", dynamic_ncols=True, mininterval=1.0)
+        losses = []
+        for i, samples in enumerate(progress):
+            self.lr_scheduler.step(cur_epoch=epoch, cur_step=i)
+            samples = self._to_device(samples)
+            with self._autocast():
+                loss, extras = self.task.train_step(self.model, samples)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} iteration {i} (samples {samples['index']})")
+            scaled = loss / accum
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            if (i + 1) % accum == 0 or i + 1 == len(loader):
+                if self.scaler:
+                    self.scaler.unscale_(self.optimizer)
+                if cfg.grad_norm_clip:
+                    params = [p for group in self.optimizer.param_groups for p in group["params"]]
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_norm_clip)
+                if self.scaler:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            lr = self.optimizer.param_groups[0]["lr"]
+            losses.append(loss.item())
+            self.log({"epoch": epoch, "iter": i, "loss": round(loss.item(), 6), "lr": lr, **extras})
+            if i % max(1, cfg.log_freq) == 0 or i + 1 == len(loader):
+                progress.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+        return sum(losses) / max(len(losses), 1)
+
+    def evaluate(self, split):
+        dataset = self._split(split)
+        if dataset is None:
+            raise ValueError(f"run asks to evaluate split '{split}' but no dataset has it")
+        self.model.eval()
+        loader = self._loader(dataset, self.run_cfg.batch_size_eval, shuffle=False)
+        with self._autocast():
+            result = self.task.evaluation(self.model, loader, max_new_tokens=self.run_cfg.max_new_tokens)
+        self.log({"eval_split": split, **result})
+        groups = "  ".join(f"{g}: {acc:.1%}" for g, acc in result["by_group"].items())
+        print(f"[{split}] held-out exact-match accuracy: {result['accuracy']:.1%} of {result['total']}  ({groups})")
+        return result
+
+    def train(self):
+        cfg = self.run_cfg
+        set_seed(cfg.seed)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        with open(os.path.join(self.output_dir, "config.json"), "w", encoding="utf-8") as handle:
+            handle.write(self.config.pretty_print())
+        if cfg.resume_ckpt_path:
+            self.resume(cfg.resume_ckpt_path)
+        results = {}
+        if not cfg.evaluate:
+            train_set = self._split(cfg.train_splits[0]) if len(cfg.train_splits) == 1 else ConcatDataset(
+                [self._split(s) for s in cfg.train_splits]
+            )
+            if train_set is None:
+                raise ValueError(f"no dataset has the train split(s) {list(cfg.train_splits)}")
+            start = time.time()
+            for epoch in range(self.start_epoch, cfg.max_epoch):
+                loader = self._loader(train_set, cfg.batch_size_train, shuffle=True, seed=cfg.seed + epoch)
+                mean_loss = self.train_epoch(epoch, loader)
+                self.save_checkpoint(epoch)
+                print(f"epoch {epoch}: mean loss {mean_loss:.4f} ({time.time() - start:.0f}s elapsed)")
+        for split in list(cfg.valid_splits) + list(cfg.test_splits):
+            results[split] = self.evaluate(split)
+        return results

@@ -1,0 +1,69 @@
+"""Tasks: what the runner trains and how it evaluates (built from the `run.task` name)."""
+
+import logging
+from collections import defaultdict
+
+import torch
+
+from lavis.common.registry import registry
+
+
+class BaseTask:
+    @classmethod
+    def setup_task(cls, cfg=None):
+        return cls()
+
+    def build_model(self, cfg):
+        model_cfg = cfg.model_cfg
+        return registry.get_model_class(model_cfg.arch).from_config(model_cfg)
+
+    def build_datasets(self, cfg):
+        """{dataset name: {split: dataset}} for every dataset of the run config."""
+        datasets = {}
+        for name, dataset_cfg in cfg.datasets_cfg.items():
+            builder = registry.get_builder_class(name)(dataset_cfg)
+            datasets[name] = builder.build_datasets()
+        if not datasets:
+            raise ValueError("the run config names no datasets")
+        return datasets
+
+    def train_step(self, model, samples):
+        output = model(samples)
+        return output["loss"], {k: v for k, v in output.items() if k != "loss"}
+
+    @torch.no_grad()
+    def evaluation(self, model, data_loader, max_new_tokens=32):
+        """Answer each sample's first question by greedy generation; exact-match accuracy.
+
+        Returns {"accuracy": ..., "total": n, "by_group": {"colour/en": acc, ...}} where groups
+        come from the rows' optional `qtype` and `lang` keys.
+        """
+        hits, counts = defaultdict(int), defaultdict(int)
+        examples = []
+        for batch in data_loader:
+            prompts, images, keep = [], [], []
+            offset = 0
+            for conversation, meta in zip(batch["conversations"], batch["meta"]):
+                question, answer = conversation[0]["value"], conversation[1]["value"]
+                ids, num_images = model.prompt.generation_ids(question)
+                prompts.append(ids)
+                keep += range(offset, offset + num_images)
+                offset += question.count("<ImageHere>")
+            images = batch["image"][keep] if keep else None
+            replies = model.generate_from_ids(prompts, images, max_new_tokens=max_new_tokens, do_sample=False)
+            for reply, conversation, meta in zip(replies, batch["conversations"], batch["meta"]):
+                predicted = model.llm_tokenizer.decode(reply, skip_special_tokens=True).strip()
+                expected = conversation[1]["value"].strip()
+                group = "/".join(str(meta[k]) for k in ("qtype", "lang") if k in meta) or "all"
+                counts[group] += 1
+                hits[group] += int(predicted == expected)
+                if len(examples) < 6:
+                    examples.append((conversation[0]["value"], expected, predicted))
+        total = sum(counts.values())
+        for question, expected, predicted in examples:
+            logging.info("Q: %s | expected: %s | got: %s", question, expected, predicted)
+        return {
+            "accuracy": sum(hits.values()) / max(total, 1),
+            "total": total,
+            "by_group": {g: hits[g] / counts[g] for g in sorted(counts)},
+        }
