@@ -30,6 +30,7 @@ def vit_config(arch, image_size):
         layer_norm_eps=1e-6,
         attention_dropout=0.0,
         qkv_bias=True,
+        initializer_range=0.02,  # transformers' default (1e-10) would start a trainable ViT dead
         attn_implementation="sdpa",
     )
 

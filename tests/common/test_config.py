@@ -1,0 +1,79 @@
+import argparse
+
+import pytest
+from omegaconf import OmegaConf
+
+import lavis  # noqa: F401
+from lavis.common.config import Config, ConfigError
+
+TINY = "lavis/projects/instruction_tuning/train_tiny.yaml"
+REAL = "lavis/projects/instruction_tuning/train.yaml"
+
+
+def make(path, *options):
+    return Config(argparse.Namespace(cfg_path=path, options=list(options)))
+
+
+def test_model_defaults_merge_under_run_config():
+    cfg = make(TINY)
+    # from the tiny model's default YAML
+    assert cfg.model_cfg.num_query_token == 8
+    assert cfg.model_cfg.vit_arch.embed_dim == 96
+    # schema default for a key nobody set
+    assert cfg.model_cfg.lora_r == 8
+    # dataset defaults merged under the (empty) run section
+    assert cfg.datasets_cfg.shapes_instruction.build_info.annotations.val.storage.endswith("val.json")
+    assert cfg.run_cfg.valid_splits == ["val"]
+
+
+def test_real_recipe_keeps_the_original_keys_and_values():
+    cfg = make(REAL)
+    m = cfg.model_cfg
+    assert (m.arch, m.model_type, m.vit_model, m.image_size, m.num_query_token) == ("minigpt4qwen", "qwen7b_chat", "eva_clip_g", 224, 32)
+    assert m.use_grad_checkpoint is True and m.vit_precision == "fp16" and m.max_txt_len == 256
+    assert m.freeze_vit and m.freeze_qformer and m.freeze_queries and not m.freeze_proj
+    r = cfg.run_cfg
+    assert (r.init_lr, r.min_lr, r.warmup_steps, r.accum_grad_iters, r.max_epoch) == (1e-4, 1e-6, 500, 16, 10)
+    assert set(cfg.datasets_cfg) == {"minigpt4_instruction", "llava_instruction"}
+    assert cfg.datasets_cfg.llava_instruction.vis_processor.train.name == "blip2_image_train"
+
+
+def test_command_line_options_override():
+    cfg = make(TINY, "run.max_epoch=2", "model.max_txt_len=128", "datasets.shapes_instruction.generator.num_train=10")
+    assert cfg.run_cfg.max_epoch == 2
+    assert cfg.model_cfg.max_txt_len == 128
+    assert cfg.datasets_cfg.shapes_instruction.generator.num_train == 10
+
+
+def test_unknown_key_names_the_key_and_lists_valid_ones():
+    with pytest.raises(ConfigError) as err:
+        make(TINY, "run.max_epochs=2")
+    message = str(err.value)
+    assert "run.max_epochs" in message and "max_epoch" in message and "batch_size_train" in message
+
+
+def test_unknown_nested_key():
+    with pytest.raises(ConfigError) as err:
+        make(TINY, "model.vit_arch.layers=3")
+    assert "model.vit_arch.layers" in str(err.value) and "depth" in str(err.value)
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError) as err:
+        make(TINY, "run.batch_size_train=many")
+    assert "run.batch_size_train" in str(err.value)
+
+
+def test_unknown_top_level_section():
+    with pytest.raises(ConfigError, match="unknown top-level key"):
+        Config.build(OmegaConf.create({"modle": {}}))
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="config file not found"):
+        make("no/such/file.yaml")
+
+
+def test_unknown_model_type():
+    with pytest.raises(ValueError, match="unknown model_type 'huge'"):
+        make(TINY, "model.model_type=huge")
