@@ -8,10 +8,6 @@ from lavis.datasets.synthetic.shapes import ensure_shapes_dataset
 from lavis.models import load_model
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: end-to-end runs of a minute or more (run in CI too)")
-
-
 @pytest.fixture(scope="session")
 def shapes_root(tmp_path_factory):
     """A small synthetic shapes dataset (40 train / 12 val samples)."""

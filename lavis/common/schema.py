@@ -79,6 +79,7 @@ class ModelConfig:
     llm_model: str = "ckpt/Qwen7B-chat"
     llm_arch: Optional[LlmArch] = None
     llm_tokenizer: str = ""  # qwen.tiktoken (or its folder); default: inside llm_model
+    llm_dtype: str = ""  # fp32 / bf16 / fp16; "": Qwen's bf16/fp16/fp32 flags, else torch_dtype, else the weights' dtype
     llm_device_map: str = "cpu"
     freeze_llm: bool = True
     get_lora: bool = False
@@ -134,6 +135,7 @@ class RunConfig:
     warmup_lr: float = 0.0
     warmup_steps: int = 0
     weight_decay: float = 0.05
+    lr_scale: Dict[str, float] = field(default_factory=dict)  # {parameter name prefix: lr factor}
     grad_norm_clip: Optional[float] = None
     max_epoch: int = 1
     batch_size_train: int = 1

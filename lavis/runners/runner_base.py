@@ -30,17 +30,22 @@ def set_seed(seed):
     torch.manual_seed(seed)
 
 
-def param_groups(model, weight_decay):
-    """AdamW groups: no weight decay on biases, norms and other 1-d parameters."""
-    decay, no_decay = [], []
+def param_groups(model, weight_decay, lr_scale=None):
+    """AdamW groups: no weight decay on biases, norms and other 1-d parameters; and, for
+    `lr_scale` {name prefix: factor} (e.g. {"visual_encoder": 3.0, "llm_proj": 10.0}), one group
+    per factor, the longest matching prefix deciding (the schedule multiplies each group's lr)."""
+    prefixes = sorted((lr_scale or {}).items(), key=lambda item: -len(item[0]))
+    groups = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim < 2 or name.endswith(".bias") or "norm" in name.lower() else decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+        scale = next((factor for prefix, factor in prefixes if name.startswith(prefix)), 1.0)
+        decays = not (param.ndim < 2 or name.endswith(".bias") or "norm" in name.lower())
+        key = (float(scale), decays)
+        if key not in groups:
+            groups[key] = {"params": [], "weight_decay": weight_decay if decays else 0.0, "lr_scale": float(scale)}
+        groups[key]["params"].append(param)
+    return [groups[key] for key in sorted(groups, key=lambda k: (k[0], not k[1]))]
 
 
 @registry.register_runner("runner_base")
@@ -58,7 +63,7 @@ class RunnerBase:
         self.log_path = os.path.join(self.output_dir, "log.jsonl")
         self.start_epoch = 0
         self.optimizer = torch.optim.AdamW(
-            param_groups(self.model, self.run_cfg.weight_decay), lr=self.run_cfg.init_lr, betas=(0.9, 0.999)
+            param_groups(self.model, self.run_cfg.weight_decay, self.run_cfg.lr_scale), lr=self.run_cfg.init_lr, betas=(0.9, 0.999)
         )
         self.lr_scheduler = registry.get_lr_scheduler_class(self.run_cfg.lr_sched)(
             optimizer=self.optimizer,

@@ -1,0 +1,108 @@
+"""End to end on the tiny model: training lowers the loss, logs, checkpoints, resume, evaluation."""
+
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from lavis.common.config import Config
+from lavis.common.registry import registry
+from lavis.runners.runner_base import param_groups
+from lavis.tasks import setup_task
+
+
+def run_config(shapes_root, output_dir, **run):
+    user = OmegaConf.load("lavis/projects/instruction_tuning/train_tiny.yaml")
+    user.datasets.shapes_instruction = {
+        "generator": {"num_train": 40, "num_val": 12},
+        "build_info": {
+            "annotations": {"train": {"storage": str(shapes_root / "train.json")}, "val": {"storage": str(shapes_root / "val.json")}},
+            "images": {"storage": str(shapes_root / "image")},
+        },
+    }
+    options = {"run": {"output_dir": str(output_dir), "batch_size_train": 8, "batch_size_eval": 12, "warmup_steps": 2, **run}}
+    cfg = Config.__new__(Config)
+    cfg.config = Config.build(user, OmegaConf.create(options))
+    return cfg
+
+
+def make_runner(cfg, job="job"):
+    torch.manual_seed(cfg.run_cfg.seed)
+    task = setup_task(cfg)
+    datasets = task.build_datasets(cfg)
+    model = task.build_model(cfg)
+    return registry.get_runner_class(cfg.run_cfg.runner)(cfg, task, model, datasets, job)
+
+
+def read_log(path):
+    return [json.loads(line) for line in open(path, encoding="utf-8")]
+
+
+def test_training_lowers_the_loss_and_writes_logs_and_checkpoints(shapes_root, tmp_path, capsys):
+    cfg = run_config(shapes_root, tmp_path, max_epoch=3, init_lr=2e-3)
+    runner = make_runner(cfg)
+    results = runner.train()
+    log = read_log(tmp_path / "job" / "log.jsonl")
+    steps = [r for r in log if "loss" in r]
+    assert len(steps) == 3 * 5 and all({"epoch", "iter", "loss", "lr"} <= set(r) for r in steps)
+    first, last = steps[0]["loss"], sum(r["loss"] for r in steps[-5:]) / 5
+    assert last < 0.5 * first
+    assert steps[0]["lr"] < steps[2]["lr"]  # warmup
+    for epoch in range(3):
+        assert (tmp_path / "job" / f"checkpoint_{epoch}.pth").exists()
+    assert results["val"]["total"] == 12 and 0.0 <= results["val"]["accuracy"] <= 1.0
+    assert "held-out exact-match accuracy" in capsys.readouterr().out
+    assert json.loads((tmp_path / "job" / "config.json").read_text())["run"]["max_epoch"] == 3
+
+
+def test_checkpoint_holds_trainable_state_and_resumes(shapes_root, tmp_path):
+    cfg = run_config(shapes_root, tmp_path, max_epoch=1, valid_splits=[])
+    runner = make_runner(cfg)
+    runner.train()
+    ckpt = torch.load(tmp_path / "job" / "checkpoint_0.pth", weights_only=True)
+    assert set(ckpt) == {"model", "optimizer", "scaler", "config", "epoch"} and ckpt["epoch"] == 0
+    assert set(ckpt["model"]) == {n for n, p in runner.model.named_parameters() if p.requires_grad}
+    resumed_cfg = run_config(shapes_root, tmp_path, max_epoch=2, valid_splits=[], resume_ckpt_path=str(tmp_path / "job" / "checkpoint_0.pth"))
+    resumed = make_runner(resumed_cfg, job="job2")
+    resumed.resume(resumed_cfg.run_cfg.resume_ckpt_path)
+    assert resumed.start_epoch == 1
+    for name, value in ckpt["model"].items():
+        assert torch.equal(resumed.model.state_dict()[name], value)
+    assert resumed.optimizer.state_dict()["state"].keys() == ckpt["optimizer"]["state"].keys()
+
+
+def test_gradient_accumulation_steps_the_optimizer_every_n_iterations(shapes_root, tmp_path, monkeypatch):
+    cfg = run_config(shapes_root, tmp_path, max_epoch=1, valid_splits=[], accum_grad_iters=2)
+    runner = make_runner(cfg)
+    calls = []
+    original = runner.optimizer.step
+    monkeypatch.setattr(runner.optimizer, "step", lambda *a, **k: (calls.append(1), original(*a, **k)))
+    runner.train()
+    assert len(calls) == 3  # 5 iterations: after 2, 4 and the last one
+
+
+def test_no_weight_decay_on_biases_and_norms(tiny_model):
+    decay, no_decay = param_groups(tiny_model, 0.05)
+    names = {id(p): n for n, p in tiny_model.named_parameters()}
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"])
+    assert any(names[id(p)].endswith("layer_norm1.weight") for p in no_decay["params"])
+    assert any(names[id(p)].endswith("llm_proj.bias") for p in no_decay["params"])
+
+
+def test_bf16_autocast_trains_on_cpu(shapes_root, tmp_path):
+    cfg = run_config(shapes_root, tmp_path, max_epoch=1, valid_splits=[], amp=True, autocast_dtype="bf16")
+    runner = make_runner(cfg)
+    runner.train()
+    steps = [r for r in read_log(tmp_path / "job" / "log.jsonl") if "loss" in r]
+    assert len(steps) == 5 and all(r["loss"] == r["loss"] for r in steps)  # finite, not NaN
+
+
+def test_nan_loss_stops_with_the_sample_ids(shapes_root, tmp_path, monkeypatch):
+    cfg = run_config(shapes_root, tmp_path, max_epoch=1, valid_splits=[])
+    runner = make_runner(cfg)
+    monkeypatch.setattr(runner.task, "train_step", lambda model, samples: (torch.tensor(float("nan"), requires_grad=True), {}))
+    with pytest.raises(FloatingPointError, match=r"loss is nan at epoch 0 iteration 0 \(samples \["):
+        runner.train()
+    assert not (tmp_path / "job" / "checkpoint_0.pth").exists()
