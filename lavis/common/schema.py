@@ -135,6 +135,7 @@ class RunConfig:
     warmup_lr: float = 0.0
     warmup_steps: int = 0
     weight_decay: float = 0.05
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas
     lr_scale: Dict[str, float] = field(default_factory=dict)  # {parameter name prefix: lr factor}
     grad_norm_clip: Optional[float] = None
     max_epoch: int = 1

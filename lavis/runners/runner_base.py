@@ -63,7 +63,7 @@ class RunnerBase:
         self.log_path = os.path.join(self.output_dir, "log.jsonl")
         self.start_epoch = 0
         self.optimizer = torch.optim.AdamW(
-            param_groups(self.model, self.run_cfg.weight_decay, self.run_cfg.lr_scale), lr=self.run_cfg.init_lr, betas=(0.9, 0.999)
+            param_groups(self.model, self.run_cfg.weight_decay, self.run_cfg.lr_scale), lr=self.run_cfg.init_lr, betas=tuple(self.run_cfg.betas)
         )
         self.lr_scheduler = registry.get_lr_scheduler_class(self.run_cfg.lr_sched)(
             optimizer=self.optimizer,

@@ -14,14 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from lavis.common.registry import registry
-from lavis.common.schema import QformerArch, VitArch
+from lavis.models import loaders
 from lavis.models.base_model import BaseModel
-from lavis.models.eva_vit import build_eva_vit, vit_features
+from lavis.models.eva_vit import vit_features
 from lavis.models.minigpt4qwen.prompt import IGNORE_INDEX, IMAGE_TOKEN, ChatMLPromptBuilder
 from lavis.models.minigpt4qwen.weights import check_weight_files
-from lavis.models.qformer import build_qformer, query_features
-from lavis.models.qwen.llm import build_llm
-from lavis.models.qwen.tokenizer import QwenTokenizer
+from lavis.models.qformer import query_features
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -41,15 +39,12 @@ class MiniGPT4Qwen(BaseModel):
         if cfg.qformer_text_input:
             raise ValueError("model.qformer_text_input: True is not supported (MiniGPT4Qwen uses no Q-former text input)")
 
-        self.visual_encoder = build_eva_vit(
-            cfg.vit_arch or VitArch(), cfg.image_size, cfg.drop_path_rate, cfg.use_grad_checkpoint
-        )
+        # vit_ckpt / qformer_config / llm_model: the original files (lavis/models/loaders)
+        self.visual_encoder = loaders.build_vision_encoder(cfg)
         self.ln_vision = nn.LayerNorm(self.visual_encoder.num_features)  # LAVIS: default eps 1e-5
-        self.Qformer, self.query_tokens = build_qformer(
-            cfg.qformer_arch or QformerArch(), self.visual_encoder.num_features, cfg.num_query_token
-        )
-        self.llm_tokenizer = QwenTokenizer.from_pretrained(self._tokenizer_path(cfg), model_max_length=cfg.max_txt_len)
-        self.llm_model = build_llm(cfg.llm_arch, len(self.llm_tokenizer), self.llm_tokenizer.eod_id)
+        self.Qformer, self.query_tokens = loaders.build_qformer_for(cfg, self.visual_encoder.num_features)
+        self.llm_tokenizer = loaders.load_llm_tokenizer(self._tokenizer_path(cfg), cfg.max_txt_len)
+        self.llm_model = loaders.build_language_model(cfg, self.llm_tokenizer)
         self.llm_proj = nn.Linear(self.Qformer.config.hidden_size, self.llm_model.config.hidden_size)
         self.prompt = ChatMLPromptBuilder(self.llm_tokenizer, cfg.num_query_token)
         self.replace_image_token_id = self.prompt.image_pad_id
@@ -190,7 +185,10 @@ class MiniGPT4Qwen(BaseModel):
             suppress_tokens=list(range(len(tok), self.llm_model.config.vocab_size)) or None,
         )
         kwargs.update(generate_kwargs)
-        out = self.llm_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        # input_ids ride along with the embeddings so that `repetition_penalty` also sees the
+        # prompt (as in Qwen's own chat); the returned rows then start with them.
+        out = self.llm_model.generate(input_ids=input_ids, inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        out = out[:, input_ids.shape[1] :]
         stops = set(kwargs["eos_token_id"]) | {tok.pad_token_id}
         replies = []
         for row in out.tolist():
@@ -234,13 +232,20 @@ class MiniGPT4Qwen(BaseModel):
     # -- building ---------------------------------------------------------------------
     @classmethod
     def from_config(cls, cfg):
+        """Build from `cfg`: ViT, Q-former config and LLM from their files (in `__init__`), then
+        the BLIP-2 checkpoint (`pretrained`, if `load_pretrained`), then a MiniGPT4Qwen checkpoint
+        (`finetuned`/`ckpt`, if `load_finetuned`), in the original's order."""
         check_weight_files(cfg)
-        if cfg.llm_arch is None or cfg.vit_ckpt or (cfg.load_pretrained and cfg.pretrained):
-            raise NotImplementedError("loading the original pretrained weights is not implemented yet")
         model = cls(cfg)
+        if cfg.load_pretrained and cfg.pretrained:
+            loaders.load_blip2_pretrained(model, _resolve(cfg.pretrained))
         if cfg.load_finetuned and (cfg.finetuned or cfg.ckpt):
             model.load_checkpoint(_resolve(cfg.finetuned or cfg.ckpt))
         return model
+
+    def convert_checkpoint_keys(self, state):
+        """Original MiniGPT4Qwen key names (LAVIS / Qwen-1) -> ours; ours pass through."""
+        return loaders.convert_checkpoint_keys(self, state)
 
 
 def _resolve(path):

@@ -22,6 +22,19 @@ DEFAULT_SYSTEM = "You are a helpful assistant."
 ROLE_ALIASES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 
 
+class _ImageSlot:
+    """Type of :data:`IMAGE_SLOT`."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "IMAGE_SLOT"
+
+
+#: An image slot in a query given as a list of parts (see `ChatMLPromptBuilder.generation_ids`).
+IMAGE_SLOT = _ImageSlot()
+
+
 class ConversationError(ValueError):
     """A conversation that cannot be turned into a prompt (bad roles, missing text...)."""
 
@@ -129,15 +142,35 @@ class ChatMLPromptBuilder:
         Ends with `<|im_start|>assistant\\n`, exactly where training put the reply.  When the
         prompt would exceed `max_window_size` tokens, the oldest turns are dropped, except
         turns that hold images, which are kept. Returns (ids, number of images).
+
+        A query (current or past) is either a string, whose `<ImageHere>` are image slots, or
+        a list of parts: strings, encoded as plain text only (a typed `<ImageHere>` or
+        `<|im_end|>` stays text), and `IMAGE_SLOT`, an image's slots.
         """
+
+        def user_turn(q):
+            if isinstance(q, str):
+                ids, _, starts = self.turn_ids("user", q)
+                return ids, len(starts)
+            content, n = [], 0
+            for part in q:
+                if part is IMAGE_SLOT:
+                    content += [self.image_pad_id] * self.num_query_token
+                    n += 1
+                elif isinstance(part, str):
+                    content += self.tok.encode_text(part)
+                else:
+                    raise ConversationError(f"query parts must be str or IMAGE_SLOT, got {type(part).__name__}")
+            return self._headers["user"] + content + [self.im_end] + self.nl, n
+
         head = self.system_ids(system)
-        tail, _, tail_starts = self.turn_ids("user", query)
+        tail, tail_images = user_turn(query)
         tail += self._headers["assistant"]
         turns = []
         for past_query, response in history:
-            q_ids, _, q_starts = self.turn_ids("user", past_query)
+            q_ids, q_images = user_turn(past_query)
             r_ids, _, _ = self.turn_ids("assistant", response)
-            turns.append((q_ids + r_ids, len(q_starts)))
+            turns.append((q_ids + r_ids, q_images))
         budget = None if max_window_size is None else max_window_size - len(head) - len(tail)
         if budget is not None:
             kept, used, full = [], sum(len(ids) for ids, n in turns if n), False
@@ -150,4 +183,4 @@ class ChatMLPromptBuilder:
         ids = list(head)
         for turn, _ in turns:
             ids += turn
-        return ids + tail, sum(n for _, n in turns) + len(tail_starts)
+        return ids + tail, sum(n for _, n in turns) + tail_images

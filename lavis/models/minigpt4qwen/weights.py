@@ -4,6 +4,7 @@ A config that names files absent from disk stops with one message listing every 
 file, the config key that names it and where it goes under the cache root.
 """
 
+import json
 import os
 
 from lavis.common.utils import resolve_path
@@ -47,9 +48,14 @@ def missing_weight_files(cfg):
         need("pretrained", cfg.pretrained, "BLIP-2 checkpoint with the Q-former, blip2_pretrained_flant5xxl.pth")
     if cfg.llm_arch is None:
         folder = resolve_path(cfg.llm_model)
-        need("llm_model", cfg.llm_model, "Qwen-7B-Chat folder: config.json", "config.json")
+        need("llm_model", cfg.llm_model, "Qwen-7B-Chat (or Qwen2-format) folder: config.json", "config.json")
         if not cfg.llm_tokenizer:
-            need("llm_model", cfg.llm_model, "Qwen-7B-Chat folder: qwen.tiktoken", "qwen.tiktoken")
+            if _model_type(folder) == "qwen2":
+                has = lambda name: os.path.exists(os.path.join(folder, name))  # noqa: E731
+                if not (has("tokenizer.json") or (has("vocab.json") and has("merges.txt"))):
+                    missing.append(("llm_model", os.path.join(folder, "tokenizer.json"), "Qwen2 tokenizer: tokenizer.json (or vocab.json + merges.txt)"))
+            else:
+                need("llm_model", cfg.llm_model, "Qwen-7B-Chat folder: qwen.tiktoken", "qwen.tiktoken")
         if not any(os.path.exists(os.path.join(folder, name)) for name in LLM_WEIGHT_FILES):
             missing.append(("llm_model", os.path.join(folder, LLM_WEIGHT_FILES[0]), "Qwen-7B-Chat weights (.safetensors or .bin shards with their index)"))
     if cfg.llm_tokenizer:
@@ -57,6 +63,15 @@ def missing_weight_files(cfg):
     if cfg.load_finetuned and (cfg.finetuned or cfg.ckpt):
         need("finetuned", cfg.finetuned or cfg.ckpt, "MiniGPT4Qwen checkpoint (llm_proj and other trained weights)")
     return missing
+
+
+def _model_type(folder):
+    """`model_type` in the folder's config.json (None when it cannot be read)."""
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            return json.load(f).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def check_weight_files(cfg):
