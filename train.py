@@ -37,6 +37,7 @@ def main(argv=None):
     try:
         cfg = Config(args)
         task = setup_task(cfg)
+        task.check_files(cfg)
         datasets = task.build_datasets(cfg)
         model = task.build_model(cfg)
         job_id = time.strftime("%Y%m%d%H%M%S")

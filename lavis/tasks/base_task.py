@@ -17,6 +17,16 @@ class BaseTask:
         model_cfg = cfg.model_cfg
         return registry.get_model_class(model_cfg.arch).from_config(model_cfg)
 
+    def check_files(self, cfg):
+        """Stop before building anything if files the config names are missing (all listed at once)."""
+        from lavis.models.minigpt4qwen.weights import MissingWeightsError, missing_weight_files
+
+        missing = missing_weight_files(cfg.model_cfg)
+        for name, dataset_cfg in cfg.datasets_cfg.items():
+            missing += registry.get_builder_class(name)(dataset_cfg).missing_files(name)
+        if missing:
+            raise MissingWeightsError(missing)
+
     def build_datasets(self, cfg):
         """{dataset name: {split: dataset}} for every dataset of the run config."""
         datasets = {}

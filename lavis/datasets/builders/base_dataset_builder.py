@@ -4,6 +4,8 @@ Each registered builder names its default YAML (`DATASET_CONFIG_DICT`), merged u
 config by `lavis/common/config.py`.  Annotation and image paths are relative to the cache root.
 """
 
+import os
+
 from lavis.common.utils import get_abs_path, get_cache_path
 from lavis.datasets.datasets.instruction_dataset import InstructionDataset
 from lavis.processors import load_processor
@@ -34,6 +36,18 @@ class BaseDatasetBuilder:
                 raise ValueError(f"dataset config needs {kind}.train or {kind}.eval")
             target.setdefault("eval", target.get("train"))
             target.setdefault("train", target["eval"])
+
+    def missing_files(self, name=""):
+        """[(config key, path, what)] for annotation files and image folders not on disk."""
+        info = self.config.build_info
+        missing = []
+        for split, ann in info.annotations.items():
+            for path in [ann.storage] if isinstance(ann.storage, str) else list(ann.storage):
+                if not os.path.isfile(get_cache_path(path)):
+                    missing.append((f"datasets.{name}.build_info.annotations.{split}", get_cache_path(path), "annotation JSON"))
+        if info.images is not None and not os.path.isdir(get_cache_path(info.images.storage)):
+            missing.append((f"datasets.{name}.build_info.images", get_cache_path(info.images.storage), "image folder"))
+        return missing
 
     def prepare(self):
         """Hook: make sure the data exist (synthetic datasets generate them here)."""

@@ -22,8 +22,8 @@ class MissingWeightsError(FileNotFoundError):
         self.missing = missing
         lines = "\n".join(f"  - {key}: {path}  ({what})" for key, path, what in missing)
         super().__init__(
-            f"{len(missing)} weight file(s) this config needs are missing:\n{lines}\n"
-            "Put the original files there (see README, 'Real weights'), or point the config keys elsewhere."
+            f"{len(missing)} file(s) this config needs are missing:\n{lines}\n"
+            "Put the original files there (see README, 'Training the real model'), or point the config keys elsewhere."
         )
 
     def __str__(self):

@@ -1,0 +1,54 @@
+"""The newcomer's first run, end to end: `python train.py` learns and reports held-out accuracy.
+
+A shorter schedule than the default (the full default is measured by
+`benchmarks/default_run.py`), on a freshly generated dataset in a temporary cache.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_train(tmp_path, *options):
+    env = dict(os.environ, LAVIS_CACHE_ROOT=str(tmp_path / "cache"))
+    cmd = [sys.executable, os.path.join(REPO, "train.py"), "--options", f"run.output_dir={tmp_path / 'out'}", *options]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_short_default_run_learns_colour_and_shape(tmp_path):
+    proc = run_train(tmp_path, "run.max_epoch=3", "datasets.shapes_instruction.generator.num_train=2400")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    match = re.search(r"held-out exact-match accuracy: ([\d.]+)% of 400", proc.stdout)
+    assert match, proc.stdout[-2000:]
+    accuracy = float(match.group(1))
+    assert accuracy >= 70.0, proc.stdout[-2000:]  # chance is about 21% (1/6 colour, 1/4 shape)
+    job = next((tmp_path / "out").iterdir())
+    assert (job / "checkpoint_2.pth").exists() and (job / "log.jsonl").exists()
+    assert (tmp_path / "cache" / "dataset" / "shapes_instruction" / "manifest.json").exists()
+
+
+def test_missing_real_weights_stop_with_one_message(tmp_path):
+    proc = run_train(tmp_path, "--cfg-path")  # argparse error: exit 2 with usage
+    assert proc.returncode == 2
+    env = dict(os.environ, LAVIS_CACHE_ROOT=str(tmp_path / "cache"))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "train.py"), "--cfg-path", os.path.join(REPO, "lavis/projects/instruction_tuning/train.yaml")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    for name in ("eva_vit_g.pth", "bert-base-uncased", "blip2_pretrained_flant5xxl.pth", "Qwen7B-chat"):
+        assert name in proc.stderr
+    assert proc.stderr.count("\n  - ") >= 4
+
+
+def test_bad_option_is_one_line_not_a_traceback(tmp_path):
+    proc = run_train(tmp_path, "run.max_epochs=1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "run.max_epochs" in proc.stderr and "max_epoch" in proc.stderr
