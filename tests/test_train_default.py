@@ -21,16 +21,38 @@ def run_train(tmp_path, *options):
 
 
 @pytest.mark.slow
-def test_short_default_run_learns_colour_and_shape(tmp_path):
-    proc = run_train(tmp_path, "run.max_epoch=3", "datasets.shapes_instruction.generator.num_train=2400")
+def test_short_default_run_learns_and_needs_the_image(tmp_path):
+    proc = run_train(tmp_path, "run.max_epoch=5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     match = re.search(r"held-out exact-match accuracy: ([\d.]+)% of 400", proc.stdout)
     assert match, proc.stdout[-2000:]
-    accuracy = float(match.group(1))
-    assert accuracy >= 70.0, proc.stdout[-2000:]  # chance is about 21% (1/6 colour, 1/4 shape)
+    assert float(match.group(1)) >= 85.0, proc.stdout[-2000:]  # chance is about 21%
     job = next((tmp_path / "out").iterdir())
-    assert (job / "checkpoint_2.pth").exists() and (job / "log.jsonl").exists()
+    assert (job / "checkpoint_4.pth").exists() and (job / "log.jsonl").exists()
     assert (tmp_path / "cache" / "dataset" / "shapes_instruction" / "manifest.json").exists()
+
+    # the same checkpoint, shown the wrong images, falls to about chance: answers come from the image
+    code = f"""
+import torch, lavis
+from lavis.common.chat import load_chat_model
+from lavis.common.config import build_dataset_config
+from lavis.common.registry import registry
+from lavis.tasks.base_task import BaseTask
+from omegaconf import OmegaConf
+model = load_chat_model({str(job / "checkpoint_4.pth")!r}).model.eval()
+val = registry.get_builder_class("shapes_instruction")(build_dataset_config("shapes_instruction", OmegaConf.create({{}}))).build_datasets()["val"]
+loader = torch.utils.data.DataLoader(val, batch_size=100, collate_fn=val.collater)
+def shuffled(batches):
+    for b in batches:
+        b["image"] = b["image"][torch.randperm(len(b["image"]), generator=torch.Generator().manual_seed(0))]
+        yield b
+print("ACC", BaseTask().evaluation(model, list(loader), 8)["accuracy"], BaseTask().evaluation(model, shuffled(loader), 8)["accuracy"])
+"""
+    env = dict(os.environ, LAVIS_CACHE_ROOT=str(tmp_path / "cache"), PYTHONPATH=REPO)
+    check = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr[-3000:]
+    right, wrong = map(float, check.stdout.split("ACC")[1].split())
+    assert right >= 0.85 and wrong <= 0.45, (right, wrong)
 
 
 def test_missing_real_weights_stop_with_one_message(tmp_path):

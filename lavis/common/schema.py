@@ -31,6 +31,8 @@ class QformerArch:
     num_heads: int = 12
     intermediate_size: int = 3072
     cross_attention_freq: int = 2
+    dropout: float = 0.1  # BERT's hidden and attention dropout
+
 
 
 @dataclass

@@ -25,8 +25,8 @@ def qformer_config(arch, vision_width):
         encoder_hidden_size=vision_width,
         hidden_act="gelu",
         layer_norm_eps=1e-12,
-        hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1,
+        hidden_dropout_prob=arch.dropout,
+        attention_probs_dropout_prob=arch.dropout,
         max_position_embeddings=512,
     )
 

@@ -1,0 +1,239 @@
+"""Measure what the chat layer costs: time to first token and decode speed of a chat answer,
+next to bare `transformers` `generate` on the same LLM and the same prompt embeddings.
+
+Two models (random weights: speed does not depend on training):
+
+* tiny  -- the tiny default (`model_type: tiny`);
+* small -- the tiny default's ViT/Q-former with a larger LLM (hidden 512, 4 layers) and the
+  real Qwen vocabulary of 151,851 tokens padded to 151,936 embedding rows.  The vocabulary is
+  Qwen's `qwen.tiktoken` from the PyPI wheel `qwen-agent==0.0.34`
+  (`pip install --no-deps qwen-agent==0.0.34`); without it the tiny vocabulary is used with
+  its embedding padded to 151,936 rows (`llm_arch.vocab_pad_to`).
+
+Each answer has a fixed length (`min_new_tokens = max_new_tokens`), greedy.  Rows:
+
+* bare generate            -- `llm_model.generate(inputs_embeds=...)` with embeddings computed
+                              beforehand (the same kwargs `generate_from_ids` passes);
+* bare generate + embed    -- the same, timing the image encoding and prompt embedding too;
+* chat                     -- `ChatSession.stream(text)`: prompt building, image encoding,
+                              generation in a worker thread, streamed decoding, history.
+
+Time to first token: from the call to the first generated token (seen by the streamer).
+Decode speed: (tokens - 1) / (end - first token).  Medians of `--runs` interleaved runs.
+The chat layer's overhead is chat against "bare generate + embed" (target: <= 10%).
+
+    python benchmarks/chat_speed.py [--runs 5] [--new-tokens 64] [--models tiny small] [--device cpu]
+"""
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+SMALL_LLM = {
+    "hidden_size": 512,
+    "num_layers": 4,
+    "num_heads": 8,
+    "intermediate_size": 1408,
+    "max_position_embeddings": 2048,
+    "vocab_pad_to": 128,
+}
+QWEN_VOCAB_ROWS = 151_936
+QUESTION = "What colour is the shape? Please describe the image in detail."
+
+
+def qwen_vocab_file():
+    """qwen.tiktoken inside the installed qwen-agent wheel (located without importing it)."""
+    spec = importlib.util.find_spec("qwen_agent")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], "utils", "qwen.tiktoken")
+    return path if os.path.isfile(path) else None
+
+
+def build(name, device):
+    from lavis.common.chat import ChatModel
+    from lavis.models import load_model_and_preprocess
+
+    options, note = {}, "tiny default"
+    if name == "small":
+        vocab = qwen_vocab_file()
+        if vocab:
+            options = {"llm_tokenizer": vocab, "llm_arch": SMALL_LLM}
+            note = "LLM hidden 512 x 4 layers, real Qwen vocabulary (qwen-agent's qwen.tiktoken)"
+        else:
+            options = {"llm_arch": {**SMALL_LLM, "vocab_pad_to": QWEN_VOCAB_ROWS}}
+            note = "LLM hidden 512 x 4 layers, tiny vocabulary padded to 151,936 rows (qwen-agent not installed)"
+    torch.manual_seed(0)
+    model, vis, _ = load_model_and_preprocess("minigpt4qwen", "tiny", is_eval=True, device=device, cfg_options=options)
+    chat_model = ChatModel(model, vis["eval"], None, "tiny", torch.device(device))
+    rows = model.llm_model.config.vocab_size
+    params = sum(p.numel() for p in model.llm_model.parameters()) / 1e6
+    return chat_model, f"{note}; {len(model.llm_tokenizer):,} tokens, {rows:,} rows, LLM {params:.1f} M parameters"
+
+
+def fixed_length_settings(chat_model, new_tokens):
+    from lavis.common.chat import GenerationSettings
+
+    class FixedLength(GenerationSettings):
+        def generate_kwargs(self):
+            return {**super().generate_kwargs(), "min_new_tokens": self.max_new_tokens}
+
+    settings = FixedLength(**chat_model.default_settings().to_dict())
+    settings.set("max_new_tokens", new_tokens)
+    return settings
+
+
+class FirstTokenTimer:
+    """A minimal transformers streamer: notes when the first generated token arrives."""
+
+    def __init__(self):
+        self.prompt_seen = False
+        self.first = None
+
+    def put(self, value):
+        if not self.prompt_seen:
+            self.prompt_seen = True
+        elif self.first is None:
+            self.first = time.perf_counter()
+
+    def end(self):
+        pass
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run_chat(chat_model, image, settings, device):
+    from lavis.common.chat import ChatSession
+
+    session = ChatSession(chat_model, settings=settings)
+    session.add_images([image])
+    sync(device)
+    start = time.perf_counter()
+    reply = session.stream(QUESTION)
+    for _ in reply:
+        pass
+    sync(device)
+    end = time.perf_counter()
+    first = reply.streamer.first_token_time
+    assert reply.num_tokens == settings.max_new_tokens, reply.num_tokens
+    return first - start, (reply.num_tokens - 1) / (end - first), (reply.first_text_time or end) - start
+
+
+def run_bare(chat_model, image, settings, device, include_embedding):
+    from transformers import StoppingCriteriaList
+
+    model = chat_model.model
+    tok = chat_model.tokenizer
+    ids, _ = model.prompt.generation_ids(merge_query(chat_model), [], None, settings.max_window_size)
+    pixels = chat_model.process_image(image).unsqueeze(0).to(device)
+    input_ids = torch.tensor([ids], device=device)
+    mask = torch.ones_like(input_ids)
+    kwargs = dict(
+        max_new_tokens=settings.max_new_tokens,
+        min_new_tokens=settings.max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        repetition_penalty=1.0,
+        eos_token_id=[tok.im_end_id, tok.im_start_id, tok.eod_id],
+        pad_token_id=tok.pad_token_id,
+        suppress_tokens=list(range(len(tok), model.llm_model.config.vocab_size)) or None,
+        stopping_criteria=StoppingCriteriaList([]),
+    )
+
+    def embed():
+        with torch.no_grad():
+            return model.embed_with_images(input_ids, model.encode_image(pixels))
+
+    embeds = None if include_embedding else embed()
+    timer = FirstTokenTimer()
+    sync(device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        if include_embedding:
+            embeds = embed()
+        out = model.llm_model.generate(
+            input_ids=input_ids, inputs_embeds=embeds, attention_mask=mask, streamer=timer, **kwargs
+        )
+    sync(device)
+    end = time.perf_counter()
+    new = out.shape[1] - input_ids.shape[1]
+    assert new == settings.max_new_tokens, new
+    return timer.first - start, (new - 1) / (end - timer.first), None
+
+
+def merge_query(chat_model):
+    from lavis.common.chat import image_parts, merge_parts
+
+    return merge_parts(image_parts(1) + [" " + QUESTION])
+
+
+def measure(name, runs, new_tokens, device):
+    from lavis.common.chat import example_image_path, load_image
+
+    chat_model, note = build(name, device)
+    image = load_image(example_image_path("circle", "red"))
+    settings = fixed_length_settings(chat_model, new_tokens)
+    cases = {
+        "bare generate": lambda: run_bare(chat_model, image, settings, device, False),
+        "bare generate + embed": lambda: run_bare(chat_model, image, settings, device, True),
+        "chat (ChatSession.stream)": lambda: run_chat(chat_model, image, settings, device),
+    }
+    for case in cases.values():  # warm-up
+        case()
+    results = {label: [] for label in cases}
+    for _ in range(runs):
+        for label, case in cases.items():
+            results[label].append(case())
+    prompt_len = len(chat_model.model.prompt.generation_ids(merge_query(chat_model))[0])
+    print(f"\n== {name}: {note}")
+    print(f"   prompt {prompt_len} tokens (1 image), {new_tokens} new tokens, greedy, {runs} runs (median), device {device}, "
+          f"{torch.get_num_threads()} CPU threads")  # fmt: skip
+    print(f"   {'':28s} {'first token':>12s} {'decode':>12s}")
+    medians = {}
+    for label, values in results.items():
+        ttft = statistics.median(v[0] for v in values)
+        speed = statistics.median(v[1] for v in values)
+        medians[label] = (ttft, speed)
+        print(f"   {label:28s} {ttft * 1000:9.1f} ms {speed:8.1f} tok/s")
+    chat_ttft, chat_speed = medians["chat (ChatSession.stream)"]
+    first_text = statistics.median(v[2] for v in results["chat (ChatSession.stream)"])
+    print(f"   {'chat, first text shown':28s} {first_text * 1000:9.1f} ms")
+    for base in ("bare generate + embed", "bare generate"):
+        ttft, speed = medians[base]
+        print(
+            f"   chat vs {base:20s} first token {100 * (chat_ttft / ttft - 1):+6.1f}%   "
+            f"decode time per token {100 * (speed / chat_speed - 1):+6.1f}%"
+        )
+    return medians
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--models", nargs="+", default=["tiny", "small"], choices=["tiny", "small"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import lavis  # noqa: F401
+
+    for name in args.models:
+        measure(name, args.runs, args.new_tokens, args.device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
