@@ -88,6 +88,7 @@ class ModelConfig:
     lora_r: int = 8
     lora_alpha: int = 32
     lora_dropout: float = 0.05
+    lora_target_modules: List[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     max_txt_len: int = 512
     enable_autocast: bool = True
     autocast_dtype: str = "bf16"

@@ -176,3 +176,28 @@ def test_generate_batches_with_left_padding(tiny_model):
     batched = model.generate_from_ids(prompts, imgs, max_new_tokens=4)
     single = [model.generate_from_ids([p], imgs[i : i + 1], max_new_tokens=4)[0] for i, p in enumerate(prompts)]
     assert batched == single
+
+
+def test_lora_trains_only_adapters_and_projection(tmp_path):
+    torch.manual_seed(0)
+    model = load_model("minigpt4qwen", "tiny", cfg_options={
+        "get_lora": True, "lora_r": 4, "freeze_llm": True, "freeze_vit": True, "freeze_qformer": True, "freeze_queries": True})
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or n.startswith("llm_proj") for n in trainable)
+    assert any(".q_proj.lora_A" in n for n in trainable) and any(".v_proj.lora_B" in n for n in trainable)
+    assert not any(".k_proj.lora" in n for n in trainable)
+    sample = {"image": images(1), "conversations": [conv()]}
+    before = model(sample)["loss"].item()
+    with torch.no_grad():  # LoRA B starts at zero: the adapters change nothing until trained
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.1)
+    assert model(sample)["loss"].item() != before
+    save_file({"model": model.trainable_state_dict()}, tmp_path / "lora.pth")
+    torch.manual_seed(1)
+    again = load_model("minigpt4qwen", "tiny", checkpoint=str(tmp_path / "lora.pth"), cfg_options={
+        "get_lora": True, "lora_r": 4, "freeze_llm": True, "freeze_vit": True, "freeze_qformer": True, "freeze_queries": True})
+    assert torch.equal(again.llm_proj.weight, model.llm_proj.weight)
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            assert torch.equal(dict(again.named_parameters())[name], p)

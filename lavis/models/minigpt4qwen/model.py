@@ -49,6 +49,8 @@ class MiniGPT4Qwen(BaseModel):
         self.prompt = ChatMLPromptBuilder(self.llm_tokenizer, cfg.num_query_token)
         self.replace_image_token_id = self.prompt.image_pad_id
         self._apply_freeze_flags(cfg)
+        if cfg.get_lora:
+            self.llm_model = self._with_lora(self.llm_model, cfg)
 
     @staticmethod
     def _tokenizer_path(cfg):
@@ -76,6 +78,21 @@ class MiniGPT4Qwen(BaseModel):
             sum(p.numel() for p in self.parameters() if p.requires_grad),
             sum(p.numel() for p in self.parameters()),
         )
+
+    @staticmethod
+    def _with_lora(llm, cfg):
+        """LoRA adapters (peft) on `lora_target_modules`; the LLM's own weights stay frozen."""
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.lora_target_modules),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        return get_peft_model(llm, lora)
 
     def _freeze(self, module):
         module.requires_grad_(False)
