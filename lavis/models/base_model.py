@@ -42,7 +42,7 @@ class BaseModel(nn.Module):
         model does not have, or a tensor of another shape, is an error naming the file and keys.
         """
         source = path_or_state if isinstance(path_or_state, str) else "<state dict>"
-        state = load_file(path_or_state) if isinstance(path_or_state, (str, os.PathLike)) else path_or_state
+        state = load_file(path_or_state, mmap=True) if isinstance(path_or_state, (str, os.PathLike)) else path_or_state
         state = state.get("model", state)
         state = self.convert_checkpoint_keys(state)
         own = self.state_dict()

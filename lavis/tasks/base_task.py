@@ -51,10 +51,10 @@ class BaseTask:
         hits, counts = defaultdict(int), defaultdict(int)
         examples = []
         for batch in data_loader:
-            prompts, images, keep = [], [], []
+            prompts, keep = [], []
             offset = 0
-            for conversation, meta in zip(batch["conversations"], batch["meta"]):
-                question, answer = conversation[0]["value"], conversation[1]["value"]
+            for conversation in batch["conversations"]:
+                question = conversation[0]["value"]
                 ids, num_images = model.prompt.generation_ids(question)
                 prompts.append(ids)
                 keep += range(offset, offset + num_images)

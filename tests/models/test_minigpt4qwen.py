@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lavis.common.checkpoint import CheckpointError, load_file, save_file
+from lavis.common.checkpoint import CheckpointError, save_file
 from lavis.models import load_model
 from lavis.models.minigpt4qwen.prompt import IGNORE_INDEX
 

@@ -14,12 +14,10 @@ and the keys where some keys are the problem.
 
 import json
 import os
-import pickle
-import zipfile
 
 import torch
 
-from lavis.common.checkpoint import CheckpointError
+from lavis.common.checkpoint import CheckpointError, load_file
 
 
 class WeightFileError(CheckpointError):
@@ -38,33 +36,6 @@ def describe_keys(keys, limit=12):
 
 
 # -- .pth / .bin ----------------------------------------------------------------------
-def load_torch_file(path, mmap=True):
-    """`torch.load` a `.pth`/`.bin` file as tensors and plain containers only (file-backed if `mmap`)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise WeightFileError(f"weight file not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as err:
-        raise WeightFileError(
-            f"refusing to load {path}: it holds Python objects beyond tensors and plain containers "
-            f"(weights_only=True rejected it: {str(err).splitlines()[0]}). Re-save it as a plain "
-            "state dict or safetensors from code you trust."
-        ) from None
-    except RuntimeError as err:
-        if mmap and _is_legacy_format(path):
-            return load_torch_file(path, mmap=False)  # pre-1.6 format: cannot be mapped
-        raise WeightFileError(f"cannot read {path} (truncated or not a checkpoint?): {err}") from None
-    except (EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise WeightFileError(f"cannot read {path} (truncated or not a checkpoint?): {err}") from None
-
-
-def _is_legacy_format(path):
-    """True for torch's pre-zip pickle format (which `mmap=True` cannot read)."""
-    with open(path, "rb") as f:
-        return f.read(4) != b"PK\x03\x04"
-
-
 # -- .safetensors -------------------------------------------------------------------------
 _ST_DTYPES = {
     "F64": torch.float64,
@@ -223,7 +194,7 @@ def load_state_file(path, mmap=True):
     path = os.fspath(path)
     if path.endswith(".safetensors"):
         return SafetensorsReader(path).read_all()
-    return load_torch_file(path, mmap=mmap)
+    return load_file(path, mmap=mmap)
 
 
 def unwrap_model_state(obj, path):

@@ -53,7 +53,8 @@ from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 from transformers.initialization import no_init_weights
 from transformers.models.qwen2.modeling_qwen2 import Qwen2RotaryEmbedding
 
-from lavis.models.loaders.files import SafetensorsReader, WeightFileError, describe_keys, load_torch_file
+from lavis.common.checkpoint import load_file
+from lavis.models.loaders.files import SafetensorsReader, WeightFileError, describe_keys
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +256,7 @@ class _Shard:
             self.state = None
         else:
             self.reader = None
-            state = load_torch_file(path, mmap=True)
+            state = load_file(path, mmap=True)
             if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
                 raise WeightFileError(f"{path} is not a flat state dict of tensors")
             self.state = state
