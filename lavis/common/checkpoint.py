@@ -7,10 +7,11 @@ interrupted write leaves the previous file intact.
 
 import os
 import pickle
-import tempfile
 import zipfile
 
 import torch
+
+from lavis.common.utils import atomic_open
 
 
 class CheckpointError(RuntimeError):
@@ -57,18 +58,6 @@ def _is_legacy_format(path):
 
 def save_file(obj, path):
     """torch.save `obj` to `path` atomically (temporary file + fsync + rename)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    with atomic_open(path) as handle:
+        torch.save(obj, handle)
+    return os.fspath(path)

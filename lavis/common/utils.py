@@ -1,6 +1,9 @@
-"""Path helpers: where a relative path in a config points (cache root first, then the package)."""
+"""Path helpers: where a relative path in a config points (cache root first, then the package),
+and atomic file writes."""
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 from lavis.common.registry import registry
@@ -42,3 +45,23 @@ def is_url(path):
 def ensure_dir(path):
     Path(path).mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="wb", **kwargs):
+    """Write `path` all or nothing: a temporary file beside it, fsynced and renamed into place on
+    success, removed on any error, so an interrupted write leaves the previous file intact."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -47,6 +47,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from lavis.common.utils import atomic_open
+
 __all__ = [
     "ANSWERS",
     "COLOURS",
@@ -316,12 +318,8 @@ def _name_width(n: int) -> int:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _atomic_write_json(path: Path, obj: Any) -> None:

@@ -21,7 +21,7 @@ User text encoded with :meth:`encode_text` never yields it or any other special 
 
 import os
 
-from lavis.models.qwen.tokenizer import VOCAB_FILENAME, QwenTokenizer
+from lavis.models.qwen.tokenizer import VOCAB_FILENAME, QwenTokenizer, batch_encode
 
 QWEN1_IMAGE_PAD = "<|extra_0|>"
 IMAGE_PAD_CANDIDATES = ("<|image_pad|>", QWEN1_IMAGE_PAD)
@@ -94,38 +94,7 @@ class HFQwenTokenizer:
 
     def __call__(self, text, return_tensors=None, padding=False, allowed_special="all"):
         """As :meth:`QwenTokenizer.__call__`: `input_ids` + `attention_mask`, padded on `padding_side`."""
-        from transformers import BatchEncoding
-
-        if padding not in (False, None, "do_not_pad", True, "longest"):
-            raise ValueError(f"padding must be False, True or 'longest', got {padding!r}")
-        if return_tensors not in (None, "pt"):
-            raise ValueError(f"return_tensors must be None or 'pt', got {return_tensors!r}")
-        single = isinstance(text, str)
-        texts = [text] if single else list(text)
-        ids = [self.encode(t, allowed_special=allowed_special) for t in texts]
-        masks = [[1] * len(row) for row in ids]
-        if padding in (True, "longest"):
-            longest = max((len(row) for row in ids), default=0)
-            for k, row in enumerate(ids):
-                pad = longest - len(row)
-                if self.padding_side == "right":
-                    ids[k], masks[k] = row + [self.pad_token_id] * pad, masks[k] + [0] * pad
-                else:
-                    ids[k], masks[k] = [self.pad_token_id] * pad + row, [0] * pad + masks[k]
-        if return_tensors == "pt":
-            import torch
-
-            if len({len(row) for row in ids}) > 1:
-                raise ValueError("sequences have different lengths; use padding=True to return tensors")
-            data = {
-                "input_ids": torch.tensor(ids, dtype=torch.long).reshape(len(ids), -1),
-                "attention_mask": torch.tensor(masks, dtype=torch.long).reshape(len(ids), -1),
-            }
-        elif single:
-            data = {"input_ids": ids[0], "attention_mask": masks[0]}
-        else:
-            data = {"input_ids": ids, "attention_mask": masks}
-        return BatchEncoding(data)
+        return batch_encode(self, text, return_tensors, padding, allowed_special)
 
     # -- decoding ---------------------------------------------------------
     def decode(self, ids, skip_special_tokens=False, errors=None):

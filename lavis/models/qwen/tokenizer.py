@@ -26,10 +26,11 @@ The same file format is produced for the project's tiny default model by
 import base64
 import binascii
 import os
-import tempfile
 import unicodedata
 
 import tiktoken
+
+from lavis.common.utils import atomic_open
 
 VOCAB_FILENAME = "qwen.tiktoken"
 
@@ -88,25 +89,61 @@ def load_tiktoken_bpe(path):
 
 
 def dump_tiktoken_bpe(ranks, path):
-    """Write ``{token bytes: rank}`` as ``<base64> <rank>`` lines sorted by rank,
-    atomically (temporary file in the same folder, then ``os.replace``)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    lines = [
-        base64.b64encode(token) + b" " + str(rank).encode() + b"\n"
-        for token, rank in sorted(ranks.items(), key=lambda kv: kv[1])
-    ]
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".tiktoken")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write ``{token bytes: rank}`` as ``<base64> <rank>`` lines sorted by rank, atomically."""
+    with atomic_open(path) as f:
+        f.writelines(
+            base64.b64encode(token) + b" " + str(rank).encode() + b"\n"
+            for token, rank in sorted(ranks.items(), key=lambda kv: kv[1])
+        )
+    return os.fspath(path)
+
+
+def batch_encode(tokenizer, text, return_tensors=None, padding=False, allowed_special="all"):
+    """The HF-style tokenizer call shared by the project's tokenizers.
+
+    Returns a ``BatchEncoding`` with ``input_ids`` and ``attention_mask``. ``padding`` in
+    (False, "do_not_pad", True, "longest") pads to the longest row with the tokenizer's
+    ``pad_token_id`` on its ``padding_side``; ``return_tensors`` in (None, "pt").
+    """
+    from transformers import BatchEncoding
+
+    if padding in (True, "longest"):
+        pad = True
+    elif padding in (False, None, "do_not_pad"):
+        pad = False
+    else:
+        raise ValueError(f"padding must be False, True or 'longest', got {padding!r}")
+    if return_tensors not in (None, "pt"):
+        raise ValueError(f"return_tensors must be None or 'pt', got {return_tensors!r}")
+    single = isinstance(text, str)
+    texts = [text] if single else list(text)
+    if not all(isinstance(t, str) for t in texts):
+        raise TypeError("text must be a str or a list of str")
+
+    ids = [tokenizer.encode(t, allowed_special=allowed_special) for t in texts]
+    masks = [[1] * len(row) for row in ids]
+    longest = max((len(row) for row in ids), default=0)
+    if pad:
+        for k, row in enumerate(ids):
+            n = longest - len(row)
+            if tokenizer.padding_side == "right":
+                ids[k], masks[k] = row + [tokenizer.pad_token_id] * n, masks[k] + [0] * n
+            else:
+                ids[k], masks[k] = [tokenizer.pad_token_id] * n + row, [0] * n + masks[k]
+    if return_tensors == "pt":
+        import torch
+
+        if len({len(row) for row in ids}) > 1:
+            raise ValueError("sequences have different lengths; use padding=True to return tensors")
+        data = {
+            "input_ids": torch.tensor(ids, dtype=torch.long).reshape(len(ids), -1),
+            "attention_mask": torch.tensor(masks, dtype=torch.long).reshape(len(ids), -1),
+        }
+    elif single:
+        data = {"input_ids": ids[0], "attention_mask": masks[0]}
+    else:
+        data = {"input_ids": ids, "attention_mask": masks}
+    return BatchEncoding(data)
 
 
 class QwenTokenizer:
@@ -181,53 +218,8 @@ class QwenTokenizer:
         return self.encode(text, allowed_special=set(), disallowed_special=())
 
     def __call__(self, text, return_tensors=None, padding=False, allowed_special="all"):
-        """HF-style call returning a ``BatchEncoding`` with ``input_ids`` and
-        ``attention_mask``.  ``padding`` in (False, "do_not_pad", True,
-        "longest") pads to the longest row with :attr:`pad_token_id` on
-        :attr:`padding_side`; ``return_tensors`` in (None, "pt")."""
-        from transformers import BatchEncoding
-
-        if padding in (True, "longest"):
-            pad = True
-        elif padding in (False, None, "do_not_pad"):
-            pad = False
-        else:
-            raise ValueError(f"padding must be False, True or 'longest', got {padding!r}")
-        if return_tensors not in (None, "pt"):
-            raise ValueError(f"return_tensors must be None or 'pt', got {return_tensors!r}")
-        single = isinstance(text, str)
-        texts = [text] if single else list(text)
-        if not all(isinstance(t, str) for t in texts):
-            raise TypeError("text must be a str or a list of str")
-
-        ids = [self.encode(t, allowed_special=allowed_special) for t in texts]
-        masks = [[1] * len(row) for row in ids]
-        longest = max((len(row) for row in ids), default=0)
-        if pad:
-            for k, row in enumerate(ids):
-                n = longest - len(row)
-                if self.padding_side == "right":
-                    ids[k] = row + [self.pad_token_id] * n
-                    masks[k] = masks[k] + [0] * n
-                else:
-                    ids[k] = [self.pad_token_id] * n + row
-                    masks[k] = [0] * n + masks[k]
-        if return_tensors == "pt":
-            import torch
-
-            if len({len(row) for row in ids}) > 1:
-                raise ValueError(
-                    "sequences have different lengths; use padding=True to return tensors"
-                )
-            data = {
-                "input_ids": torch.tensor(ids, dtype=torch.long).reshape(len(ids), -1),
-                "attention_mask": torch.tensor(masks, dtype=torch.long).reshape(len(ids), -1),
-            }
-        elif single:
-            data = {"input_ids": ids[0], "attention_mask": masks[0]}
-        else:
-            data = {"input_ids": ids, "attention_mask": masks}
-        return BatchEncoding(data)
+        """HF-style call: see :func:`batch_encode`."""
+        return batch_encode(self, text, return_tensors, padding, allowed_special)
 
     # -- decoding ---------------------------------------------------------
     def decode(self, ids, skip_special_tokens=False, errors=None):
