@@ -2,6 +2,11 @@
 
 With no arguments it runs the embedded tiny default (lavis/projects/instruction_tuning/
 train_tiny.yaml) on CPU.  Config -> task -> datasets + model -> runner, as in LAVIS.
+
+Several processes (DDP; see lavis/common/dist_utils.py):
+`python -m torch.distributed.run --nproc_per_node=N train.py --cfg-path CFG ...`.  If any rank
+fails, it prints `error: rank R: ...`, leaves the process group and exits non-zero; torchrun then
+stops the other ranks (and `run.dist_timeout_s` bounds any collective still waiting).
 """
 
 import argparse
@@ -9,6 +14,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CFG = os.path.join(REPO_ROOT, "lavis", "projects", "instruction_tuning", "train_tiny.yaml")
@@ -27,15 +33,21 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import lavis  # noqa: F401  (registers every component)
+    from lavis.common import dist_utils
     from lavis.common.checkpoint import CheckpointError
     from lavis.common.config import Config, ConfigError
     from lavis.common.registry import UnknownNameError, registry
     from lavis.datasets.datasets.instruction_dataset import AnnotationError
     from lavis.models.minigpt4qwen.weights import MissingWeightsError
+    from lavis.runners.runner_base import set_seed
     from lavis.tasks import setup_task
 
     try:
         cfg = Config(args)
+        dist_utils.init_distributed_mode(cfg.run_cfg)
+        if not dist_utils.is_main_process():
+            logging.getLogger().setLevel(logging.WARNING)
+        set_seed(cfg.run_cfg.seed)  # the same initial weights in every run and on every rank
         task = setup_task(cfg)
         task.check_files(cfg)
         datasets = task.build_datasets(cfg)
@@ -44,9 +56,22 @@ def main(argv=None):
         runner = registry.get_runner_class(cfg.run_cfg.runner)(cfg, task, model, datasets, job_id)
         runner.train()
     except (ConfigError, UnknownNameError, MissingWeightsError, CheckpointError, AnnotationError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {rank_prefix(dist_utils)}{err}", file=sys.stderr, flush=True)
         return 2
+    except Exception as err:
+        if not dist_utils.is_dist_avail_and_initialized():
+            raise  # one process: the usual traceback
+        traceback.print_exc()
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        print(f"error: {rank_prefix(dist_utils)}{type(err).__name__}: {first_line}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        dist_utils.destroy_process_group()
     return 0
+
+
+def rank_prefix(dist_utils):
+    return f"rank {dist_utils.get_rank()}: " if dist_utils.is_dist_avail_and_initialized() else ""
 
 
 if __name__ == "__main__":

@@ -159,7 +159,8 @@ class RunConfig:
     test_splits: List[str] = field(default_factory=list)
     max_new_tokens: int = 32  # generation length when evaluating on held-out splits
     device: str = "cuda"
-    world_size: int = 1
-    dist_url: str = "env://"
-    distributed: bool = False
+    world_size: int = 1  # informational: under torchrun, WORLD_SIZE from its environment decides
+    dist_url: str = "env://"  # init method of torch.distributed (env://: torchrun's MASTER_ADDR/PORT)
+    distributed: bool = True  # DDP when launched by torchrun (plain `python train.py`: one process); False: never
+    dist_timeout_s: int = 1800  # limit of every collective: a rank waiting on a dead peer stops
     threads: int = 0  # torch CPU threads; 0 keeps torch's default

@@ -4,8 +4,20 @@ Built by `train.py` from the run config (`run.runner: runner_base`).  Writes int
 `<run.output_dir>/<job_id>/`: `config.json`, `log.jsonl` (one JSON object per iteration with
 loss and lr, plus evaluation results), `checkpoint_<epoch>.pth` (trainable weights, optimizer,
 scaler, config, epoch; written atomically).
+
+Distributed (launched by torchrun, see `lavis/common/dist_utils.py`): the model is wrapped in
+DistributedDataParallel; each rank reads its own shard of the training set through a
+DistributedSampler (shuffled per epoch from `run.seed`, like the single-process loader) in
+batches of `batch_size_train` per rank.  Each rank's loss is its own token-level mean; DDP
+averages gradients over ranks and accumulation divides each micro-batch loss by
+`accum_grad_iters`, so an optimizer step uses the plain mean of the world_size x accum
+micro-batch gradients, exactly as one process with `accum_grad_iters` = world_size x accum
+on the same micro-batches (`tests/runners/test_distributed.py` checks it).  Non-stepping
+micro-batches skip the gradient all-reduce (`no_sync`).  The logged loss is the mean over
+ranks; only rank 0 writes files, prints, and evaluates (the others wait at a barrier).
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -14,9 +26,11 @@ import time
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from lavis.common import dist_utils
 from lavis.common.checkpoint import CheckpointError, load_file, save_file
 from lavis.common.registry import registry
 from lavis.datasets.datasets.instruction_dataset import InstructionDataset
@@ -56,10 +70,13 @@ class RunnerBase:
         self.task = task
         self.datasets = datasets
         self.job_id = job_id
+        self.distributed = dist_utils.is_dist_avail_and_initialized()
         self.device = self._pick_device(self.run_cfg.device)
-        self.model = model.to(self.device)
+        self.model = model.to(self.device)  # the unwrapped model: checkpoints, evaluation
+        self.train_model = self._wrap(self.model)  # what training steps call (DDP when distributed)
         self.output_dir = os.path.join(self.run_cfg.output_dir, job_id)
-        os.makedirs(self.output_dir, exist_ok=True)
+        if dist_utils.is_main_process():
+            os.makedirs(self.output_dir, exist_ok=True)
         self.log_path = os.path.join(self.output_dir, "log.jsonl")
         self.start_epoch = 0
         self.optimizer = torch.optim.AdamW(
@@ -77,12 +94,21 @@ class RunnerBase:
         use_scaler = self.amp_dtype == torch.float16 and self.run_cfg.loss_scale and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
 
-    @staticmethod
-    def _pick_device(name):
+    def _pick_device(self, name):
         if name.startswith("cuda") and not torch.cuda.is_available():
             logging.warning("run.device=%s but no CUDA device is available: training on CPU", name)
             return torch.device("cpu")
+        if name.startswith("cuda") and self.distributed:
+            return torch.device("cuda", dist_utils.get_local_rank())  # one GPU per process
         return torch.device(name)
+
+    def _wrap(self, model):
+        if not self.distributed:
+            return model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        # Frozen parameters (requires_grad=False) are ignored by DDP; every trainable one gets a
+        # gradient in each forward, so no find_unused_parameters (and its extra graph walk).
+        return DistributedDataParallel(model, device_ids=device_ids)
 
     # -- data --------------------------------------------------------------------
     def _split(self, split):
@@ -104,11 +130,30 @@ class RunnerBase:
             persistent_workers=False,
         )
 
+    def _train_loader(self, dataset, epoch):
+        """The loader of one training epoch: shuffled from `run.seed + epoch`; under DDP this
+        rank's shard (DistributedSampler, the same permutation on every rank)."""
+        if not self.distributed:
+            return self._loader(dataset, self.run_cfg.batch_size_train, shuffle=True, seed=self.run_cfg.seed + epoch)
+        sampler = DistributedSampler(dataset, shuffle=True, seed=self.run_cfg.seed, drop_last=False)
+        sampler.set_epoch(epoch)
+        return DataLoader(
+            dataset,
+            batch_size=self.run_cfg.batch_size_train,
+            sampler=sampler,
+            num_workers=self.run_cfg.num_workers,
+            collate_fn=InstructionDataset.collater,
+            drop_last=False,
+            persistent_workers=False,
+        )
+
     # -- logging and checkpoints -----------------------------------------------------
+    @dist_utils.main_process
     def log(self, record):
         with open(self.log_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
+    @dist_utils.main_process
     def save_checkpoint(self, epoch):
         path = os.path.join(self.output_dir, f"checkpoint_{epoch}.pth")
         save_file(
@@ -149,20 +194,24 @@ class RunnerBase:
 
     def train_epoch(self, epoch, loader):
         cfg = self.run_cfg
-        self.model.train()
+        self.train_model.train()
         accum = cfg.accum_grad_iters
-        progress = tqdm(loader, desc=f"epoch {epoch}", dynamic_ncols=True, mininterval=1.0)
+        progress = tqdm(loader, desc=f"epoch {epoch}", dynamic_ncols=True, mininterval=1.0, disable=not dist_utils.is_main_process())
         losses = []
         for i, samples in enumerate(progress):
             self.lr_scheduler.step(cur_epoch=epoch, cur_step=i)
             samples = self._to_device(samples)
-            with self._autocast():
-                loss, extras = self.task.train_step(self.model, samples)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} iteration {i} (samples {samples['index']})")
-            scaled = loss / accum
-            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            if (i + 1) % accum == 0 or i + 1 == len(loader):
+            steps = (i + 1) % accum == 0 or i + 1 == len(loader)
+            # micro-batches that do not step keep their gradients local (no all-reduce)
+            sync = contextlib.nullcontext() if steps or not self.distributed else self.train_model.no_sync()
+            with sync:
+                with self._autocast():
+                    loss, extras = self.task.train_step(self.train_model, samples)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} iteration {i} (samples {samples['index']})")
+                scaled = loss / accum
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            if steps:
                 if self.scaler:
                     self.scaler.unscale_(self.optimizer)
                 if cfg.grad_norm_clip:
@@ -175,13 +224,21 @@ class RunnerBase:
                     self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
             lr = self.optimizer.param_groups[0]["lr"]
-            losses.append(loss.item())
-            self.log({"epoch": epoch, "iter": i, "loss": round(loss.item(), 6), "lr": lr, **extras})
+            if self.distributed:  # the mean over ranks, the loss whose gradient the step uses
+                (value,) = dist_utils.all_reduce_mean([loss.item()])
+                extras = {k: v for k, v in extras.items() if k != "num_tokens"}  # counts are per rank
+            else:
+                value = loss.item()
+            losses.append(value)
+            self.log({"epoch": epoch, "iter": i, "loss": round(value, 6), "lr": lr, **extras})
             if i % max(1, cfg.log_freq) == 0 or i + 1 == len(loader):
-                progress.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+                progress.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
         return sum(losses) / max(len(losses), 1)
 
     def evaluate(self, split):
+        """Exact-match accuracy on `split`, computed by rank 0 alone (others get None)."""
+        if not dist_utils.is_main_process():
+            return None
         dataset = self._split(split)
         if dataset is None:
             raise ValueError(f"run asks to evaluate split '{split}' but no dataset has it")
@@ -196,11 +253,12 @@ class RunnerBase:
 
     def train(self):
         cfg = self.run_cfg
-        set_seed(cfg.seed)
+        set_seed(cfg.seed + dist_utils.get_rank())  # per-rank dropout/augmentation; data order comes from the sampler
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        with open(os.path.join(self.output_dir, "config.json"), "w", encoding="utf-8") as handle:
-            handle.write(self.config.pretty_print())
+        if dist_utils.is_main_process():
+            with open(os.path.join(self.output_dir, "config.json"), "w", encoding="utf-8") as handle:
+                handle.write(self.config.pretty_print())
         if cfg.resume_ckpt_path:
             self.resume(cfg.resume_ckpt_path)
         results = {}
@@ -212,10 +270,11 @@ class RunnerBase:
                 raise ValueError(f"no dataset has the train split(s) {list(cfg.train_splits)}")
             start = time.time()
             for epoch in range(self.start_epoch, cfg.max_epoch):
-                loader = self._loader(train_set, cfg.batch_size_train, shuffle=True, seed=cfg.seed + epoch)
-                mean_loss = self.train_epoch(epoch, loader)
+                mean_loss = self.train_epoch(epoch, self._train_loader(train_set, epoch))
                 self.save_checkpoint(epoch)
-                print(f"epoch {epoch}: mean loss {mean_loss:.4f} ({time.time() - start:.0f}s elapsed)")
+                if dist_utils.is_main_process():
+                    print(f"epoch {epoch}: mean loss {mean_loss:.4f} ({time.time() - start:.0f}s elapsed)")
         for split in list(cfg.valid_splits) + list(cfg.test_splits):
             results[split] = self.evaluate(split)
+        dist_utils.barrier()  # the other ranks wait while rank 0 saves and evaluates
         return results

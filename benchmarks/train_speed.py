@@ -1,0 +1,207 @@
+"""Training speed of MiniGPT4Qwen steps, ours against the original's way of computing them.
+
+    python benchmarks/train_speed.py [--configs tiny small] [--steps 10] [--device cpu|cuda] [--amp bf16]
+
+For each named config it trains `--steps` optimizer steps (after 2 warm-up steps) on the synthetic
+shapes conversations and prints samples/s, tokens/s (real = non-padding, padded = batch x length),
+peak memory (RSS on CPU, CUDA max allocated on GPU) and achieved FLOP/s as a fraction of a
+matrix-product rate measured on the same device and dtype. Two step implementations:
+
+* ours: `model(samples)`: batches padded to their longest sample, the LM head and loss only at
+  labelled positions;
+* original: what the original MiniGPT4Qwen step computes: every sample padded to `max_txt_len`
+  and logits over the whole vocabulary at every position (transformers' own loss).
+
+Both run the frozen ViT and Q-former at every step. Configs:
+
+* tiny: the embedded default (everything trains), batch 32;
+* small: ViT 256x6 at 224 px, Q-former 256x2, Qwen-style LLM 512x4 with the real vocabulary size
+  (151,936 rows), batch 4, max_txt_len 256, only llm_proj trains;
+* 7b-shape: EVA-ViT-G + Q-former 768x12 + a Qwen-7B-shaped LLM with random weights, batch 4, bf16
+  (a GPU with about 40 GB or more).
+
+FLOPs are estimated from parameter counts over the tokens each step really computes (padded
+tokens; the LM head only where it runs): 2 x params x tokens for every forward matmul, as much
+again for the gradients that flow back through the LLM to llm_proj, plus 2 x trainable params x
+tokens for weight gradients (embedding lookups and attention scores are left out).
+"""
+
+import argparse
+import os
+import resource
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+QWEN_VOCAB_ROWS = 151_936
+CONFIGS = {
+    "tiny": {"batch": 32, "options": {}},
+    "small": {
+        "batch": 4,
+        "options": {
+            "image_size": 224,
+            "vit_arch": {"patch_size": 14, "embed_dim": 256, "depth": 6, "num_heads": 4, "mlp_ratio": 4.0},
+            "qformer_arch": {"hidden_size": 256, "num_layers": 2, "num_heads": 4, "intermediate_size": 1024, "cross_attention_freq": 1},
+            "num_query_token": 32,
+            "llm_arch": {"hidden_size": 512, "num_layers": 4, "num_heads": 8, "intermediate_size": 1408, "max_position_embeddings": 2048, "vocab_pad_to": QWEN_VOCAB_ROWS},
+            "max_txt_len": 256,
+            "freeze_vit": True, "freeze_qformer": True, "freeze_queries": True, "freeze_llm": True,
+        },
+    },
+    "7b-shape": {
+        "batch": 4,
+        "options": {
+            "image_size": 224,
+            "vit_arch": {},  # EVA-ViT-G's defaults
+            "qformer_arch": {},  # BERT-base Q-former defaults
+            "num_query_token": 32,
+            "llm_arch": {"hidden_size": 4096, "num_layers": 32, "num_heads": 32, "intermediate_size": 11008, "vocab_pad_to": QWEN_VOCAB_ROWS},
+            "max_txt_len": 256, "vit_precision": "fp16",
+            "freeze_vit": True, "freeze_qformer": True, "freeze_queries": True, "freeze_llm": True,
+        },
+    },
+}
+
+
+def build(name, device):
+    from lavis.models import load_model_and_preprocess
+
+    torch.manual_seed(0)
+    model, vis, _ = load_model_and_preprocess("minigpt4qwen", "tiny", device=device, cfg_options=CONFIGS[name]["options"])
+    return model.train(), vis["eval"]
+
+
+def batches(model, processor, batch_size, count):
+    """`count` batches of synthetic shapes conversations, images at the model's size."""
+    from lavis.common.utils import get_cache_path
+    from lavis.datasets.datasets.instruction_dataset import InstructionDataset
+    from lavis.datasets.synthetic.shapes import ensure_shapes_dataset
+    from lavis.processors import load_processor
+
+    root = ensure_shapes_dataset(get_cache_path("dataset/shapes_instruction"))
+    dataset = InstructionDataset(processor, load_processor("base_instruction"), str(root / "image"), [str(root / "train.json")])
+    return [InstructionDataset.collater([dataset[i * batch_size + j] for j in range(batch_size)]) for i in range(count)]
+
+
+def original_step_loss(model, samples):
+    """The original's computation: pad to max_txt_len, full-vocabulary logits at every position."""
+    encoded = [model.prompt.encode_conversation(c, model.max_txt_len) for c in samples["conversations"]]
+    pad = model.max_txt_len
+    eod = model.llm_tokenizer.eod_id
+    ids = torch.tensor([e.input_ids + [eod] * (pad - len(e.input_ids)) for e in encoded], device=model.device)
+    labels = torch.tensor([e.labels + [-100] * (pad - len(e.labels)) for e in encoded], device=model.device)
+    mask = torch.tensor([[1] * len(e.input_ids) + [0] * (pad - len(e.input_ids)) for e in encoded], device=model.device)
+    embeds = model.embed_with_images(ids, model.encode_image(samples["image"]))
+    return model.llm_model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss, ids.numel(), ids.numel()
+
+
+def our_step_loss(model, samples):
+    out = model(samples)
+    length = max(len(model.prompt.encode_conversation(c, model.max_txt_len).input_ids) for c in samples["conversations"])
+    return out["loss"], length * len(samples["conversations"]), out["num_tokens"]
+
+
+def matmul_rate(device, dtype, n=2048, reps=10):
+    """Best of three timings of `reps` n x n matrix products (FLOP/s)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(3):
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 * reps / best
+
+
+def sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def flops_per_step(model, tokens, head_positions, images):
+    """Matmul FLOPs of one step's forward and backward (see the module docstring)."""
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    vit_tokens = model.visual_encoder.embeddings.position_embedding.shape[1]
+    head = count(model.llm_model.get_output_embeddings())
+    body = count(model.llm_model) - head - count(model.llm_model.get_input_embeddings())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    forward = 2 * (count(model.visual_encoder) * vit_tokens + count(model.Qformer) * model.num_query_token) * images
+    forward += 2 * body * tokens + 2 * head * head_positions
+    return forward + 2 * body * tokens + 2 * head * head_positions + 2 * trainable * tokens
+
+
+def measure(name, model, data, step_loss, device, amp, warmup=2):
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp == "bf16")
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    samples = real = padded = heads = images = 0
+    for i, batch in enumerate(data):
+        if i == warmup:
+            sync(device)
+            start = time.perf_counter()
+        if batch["image"] is not None:
+            batch["image"] = batch["image"].to(device)
+        with autocast:
+            loss, padded_tokens, head_positions = step_loss(model, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if i >= warmup:
+            samples += len(batch["conversations"])
+            real += sum(len(model.prompt.encode_conversation(c, model.max_txt_len).input_ids) for c in batch["conversations"])
+            padded += padded_tokens
+            heads += head_positions
+            images += len(batch["image"])
+    sync(device)
+    seconds = time.perf_counter() - start
+    if torch.device(device).type == "cuda":
+        memory = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB CUDA max allocated"
+    else:
+        memory = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB peak RSS (process so far)"
+    flops = flops_per_step(model, padded, heads, images) / seconds
+    return seconds, samples, real, padded, memory, flops
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=["tiny", "small"], choices=list(CONFIGS))
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", choices=["none", "bf16"], default="none")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = torch.bfloat16 if args.amp == "bf16" else torch.float32
+    rate = matmul_rate(args.device, dtype)
+    print(f"device {args.device}, {torch.get_num_threads()} CPU threads, amp {args.amp}; "
+          f"measured {dtype} 2048^3 matmul rate: {rate / 1e9:.1f} GFLOP/s")
+    for name in args.configs:
+        model, processor = build(name, args.device)
+        data = batches(model, processor, CONFIGS[name]["batch"], args.steps + 2)
+        print(f"\n== {name}: batch {CONFIGS[name]['batch']}, {args.steps} steps, "
+              f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters "
+              f"({sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M trainable)")
+        results = {}
+        for label, step in (("ours", our_step_loss), ("original", original_step_loss)):
+            seconds, samples, real, padded, memory, flops = measure(name, model, [dict(b) for b in data], step, args.device, args.amp)
+            results[label] = seconds
+            print(f"   {label:9s} {samples / seconds:8.2f} samples/s  {real / seconds:9.0f} real tok/s  "
+                  f"{padded / seconds:9.0f} padded tok/s  {memory}  {flops / 1e9:7.1f} GFLOP/s = {flops / rate:.1%} of matmul rate")
+        print(f"   ours is {results['original'] / results['ours']:.2f}x faster than the original's step")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

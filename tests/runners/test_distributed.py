@@ -1,0 +1,189 @@
+"""DDP through torchrun on CPU (2 gloo processes): equivalence with one process, rank-0 files, failures.
+
+Both runs go through `train.py` in subprocesses.  The equivalence: with world_size 2 and
+`batch_size_train` B, DistributedSampler gives rank r the indices perm[r::2] (perm: the same
+permutation the single-process loader draws from `run.seed + epoch`), so step s of the DDP run
+averages the gradients of rank 0's and rank 1's batch s.  The single process runs with
+`accum_grad_iters: 2` on a loader whose micro-batch 2s+k is rank k's batch s (built here, in the
+test, by replacing `RunnerBase._train_loader`), and averages the same two micro-batch gradients.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BATCH, EPOCHS = 4, 2  # 40 train samples: 20 per rank, 5 steps per epoch
+
+# One process, accumulating 2 micro-batches in the DDP ranks' order (see the module docstring).
+INTERLEAVED_TRAIN = textwrap.dedent(
+    """
+    import sys
+    import torch
+    from torch.utils.data import DataLoader
+    sys.path.insert(0, {repo!r})
+    import train
+    from lavis.datasets.datasets.instruction_dataset import InstructionDataset
+    from lavis.runners.runner_base import RunnerBase
+
+    def interleaved_loader(self, dataset, epoch, world=2):
+        perm = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.run_cfg.seed + epoch)).tolist()
+        shards, size = [perm[r::world] for r in range(world)], self.run_cfg.batch_size_train
+        order = [i for s in range(0, len(shards[0]), size) for shard in shards for i in shard[s : s + size]]
+        return DataLoader(dataset, batch_size=size, sampler=order, collate_fn=InstructionDataset.collater)
+
+    RunnerBase._train_loader = interleaved_loader
+    sys.exit(train.main(sys.argv[1:]))
+    """
+)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(shapes_root, tmp_path):
+    path = tmp_path / "ddp.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            model: {{arch: minigpt4qwen, model_type: tiny}}
+            datasets:
+              shapes_instruction:
+                generator: {{num_train: 40, num_val: 12}}
+                build_info:
+                  annotations:
+                    train: {{storage: {shapes_root / "train.json"}}}
+                    val: {{storage: {shapes_root / "val.json"}}}
+                  images: {{storage: {shapes_root / "image"}}}
+            run:
+              lr_sched: constant_lr
+              init_lr: 1e-3
+              warmup_lr: 1e-3
+              warmup_steps: 0
+              betas: [0.9, 0.95]
+              grad_norm_clip: 1.0
+              max_epoch: {EPOCHS}
+              batch_size_train: {BATCH}
+              batch_size_eval: 12
+              seed: 42
+              valid_splits: []
+              max_new_tokens: 4
+              device: cpu
+              threads: 1
+              dist_timeout_s: 60
+            """
+        )
+    )
+    return path
+
+
+def torchrun(cfg_path, *options, nproc=2, timeout=300):
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
+           os.path.join(REPO, "train.py"), "--cfg-path", str(cfg_path), "--options", *options]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def single(script, cfg_path, *options, timeout=300):
+    cmd = [sys.executable, "-c", script, "--cfg-path", str(cfg_path), "--options", *options]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def job_dir(output_dir):
+    (job,) = list(output_dir.iterdir())
+    return job
+
+
+def steps(job):
+    return [r for r in (json.loads(line) for line in open(job / "log.jsonl", encoding="utf-8")) if "loss" in r]
+
+
+@pytest.fixture(scope="module")
+def ddp_and_single(shapes_root, tmp_path_factory):
+    """One 2-rank DDP run (with evaluation) and its single-process equivalent, run once for the module."""
+    tmp_path = tmp_path_factory.mktemp("ddp")
+    cfg_path = write_config(shapes_root, tmp_path)
+    started = time.time()
+    ddp = torchrun(cfg_path, f"run.output_dir={tmp_path / 'ddp'}", "run.valid_splits=[val]")
+    assert ddp.returncode == 0, ddp.stderr[-4000:]
+    one = single(INTERLEAVED_TRAIN.format(repo=REPO), cfg_path, f"run.output_dir={tmp_path / 'single'}", "run.accum_grad_iters=2")
+    assert one.returncode == 0, one.stderr[-4000:]
+    print(f"DDP + single runs: {time.time() - started:.0f}s")
+    return ddp, job_dir(tmp_path / "ddp"), one, job_dir(tmp_path / "single")
+
+
+@pytest.mark.slow
+def test_ddp_step_equals_single_process_accumulation(ddp_and_single):
+    _, ddp_job, _, single_job = ddp_and_single
+    ddp_steps, single_steps = steps(ddp_job), steps(single_job)
+    assert len(ddp_steps) == EPOCHS * 5 and len(single_steps) == EPOCHS * 10
+    for s, record in enumerate(ddp_steps):  # DDP logs the mean over ranks of the two micro-batch losses
+        pair = single_steps[2 * s : 2 * s + 2]
+        assert (record["epoch"], record["iter"]) == (pair[0]["epoch"], s % 5)
+        assert abs(record["loss"] - (pair[0]["loss"] + pair[1]["loss"]) / 2) < 1e-5, (s, record, pair)
+    assert ddp_steps[-1]["loss"] < ddp_steps[0]["loss"]  # and it learns
+    ddp_weights = torch.load(ddp_job / f"checkpoint_{EPOCHS - 1}.pth", weights_only=True)["model"]
+    single_weights = torch.load(single_job / f"checkpoint_{EPOCHS - 1}.pth", weights_only=True)["model"]
+    assert ddp_weights.keys() == single_weights.keys()
+    for name, value in ddp_weights.items():
+        torch.testing.assert_close(value, single_weights[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.slow
+def test_only_rank_0_writes_and_prints_and_its_checkpoint_loads_in_one_process(ddp_and_single, tmp_path):
+    ddp, ddp_job, _, _ = ddp_and_single
+    assert sorted(p.name for p in ddp_job.parent.iterdir()) == [ddp_job.name]  # one job folder
+    assert sorted(p.name for p in ddp_job.iterdir()) == ["checkpoint_0.pth", "checkpoint_1.pth", "config.json", "log.jsonl"]
+    log = [json.loads(line) for line in open(ddp_job / "log.jsonl", encoding="utf-8")]
+    assert len(log) == EPOCHS * 5 + 1 and log[-1]["eval_split"] == "val" and log[-1]["total"] == 12  # no duplicated lines
+    assert ddp.stdout.count("held-out exact-match accuracy") == 1
+    assert ddp.stdout.count("epoch 1: mean loss") == 1
+
+    from lavis.models import load_model
+
+    model = load_model("minigpt4qwen", "tiny", checkpoint=str(ddp_job / "checkpoint_1.pth"))
+    saved = torch.load(ddp_job / "checkpoint_1.pth", weights_only=True)["model"]
+    state = model.state_dict()
+    assert all(torch.equal(state[name], value) for name, value in saved.items())
+
+
+def test_one_rank_failing_stops_every_rank_with_one_message(shapes_root, tmp_path):
+    """Rank 0 cannot create its job folder (a file is in the way; only rank 0 creates it), so it
+    fails while rank 1 goes on into DDP's first collective; both must end, promptly, non-zero."""
+    cfg_path = write_config(shapes_root, tmp_path)
+    blocker = tmp_path / "out"
+    blocker.write_text("not a folder")
+    started = time.time()
+    proc = torchrun(cfg_path, f"run.output_dir={blocker}", "run.max_epoch=1", timeout=120)
+    elapsed = time.time() - started
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: rank")]
+    assert errors and errors[0].startswith("error: rank 0: NotADirectoryError"), proc.stderr[-4000:]
+    assert str(blocker) in errors[0]
+    assert elapsed < 60, elapsed
+    assert blocker.read_text() == "not a folder"
+
+
+def test_plain_python_is_single_process(monkeypatch):
+    """No torchrun variables: nothing is initialised, every helper answers as for one process."""
+    from lavis.common import dist_utils
+
+    for name in dist_utils.TORCHRUN_VARS:
+        monkeypatch.delenv(name, raising=False)
+    assert dist_utils.init_distributed_mode({"distributed": True, "device": "cpu"}) is False
+    assert (dist_utils.get_rank(), dist_utils.get_world_size(), dist_utils.is_main_process()) == (0, 1, True)
+    assert dist_utils.main_process(lambda: "ran")() == "ran"
+    dist_utils.barrier()
+    dist_utils.destroy_process_group()
+    assert dist_utils.all_reduce_mean([1.5]) == [1.5]
