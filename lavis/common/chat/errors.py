@@ -1,0 +1,22 @@
+"""The chat errors every other module raises: the base of the flow (no dependencies).
+
+:class:`ChatError` is what a front end shows as one line (via :func:`one_line`) instead of a
+traceback; :class:`ImageError` is the image loader's kind of it.
+"""
+
+
+class ChatError(Exception):
+    """A problem to show the person chatting as one line (no traceback)."""
+
+
+class ImageError(ChatError, ValueError):
+    """An image file that cannot be used (missing, not an image, too large...)."""
+
+
+def one_line(err):
+    """`err` as a single line: MissingWeightsError lists its files; newlines are folded."""
+    missing = getattr(err, "missing", None)
+    if missing:
+        files = "; ".join(f"{key}: {path}" for key, path, _ in missing)
+        return f"{len(missing)} weight file(s) missing: {files} (see README, 'Real weights')"
+    return " ".join(str(err).split()) or type(err).__name__

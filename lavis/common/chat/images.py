@@ -1,0 +1,69 @@
+"""Step 2 of the flow: the images a person adds, opened defensively.
+
+:func:`load_image` opens an image file as RGB or raises a one-line
+:class:`~lavis.common.chat.errors.ImageError` (size, pixel count, decompression bombs,
+truncated or non-image files); :func:`example_image_path` makes a cached example image.
+"""
+
+import os
+import warnings
+
+from lavis.common.chat.errors import ImageError, one_line
+
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+def load_image(path, max_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_IMAGE_PIXELS):
+    """Open an image file as RGB, or raise :class:`ImageError` saying why not (one line).
+
+    The pixel count is checked from the header before anything is decoded, so a
+    decompression bomb is refused without being expanded.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = os.path.expanduser(os.fspath(path))
+    name = os.path.basename(path) or path
+    if not os.path.exists(path):
+        raise ImageError(f"no such file: {path}")
+    if not os.path.isfile(path):
+        raise ImageError(f"not a file: {path}")
+    size = os.path.getsize(path)
+    if size > max_bytes:
+        raise ImageError(f"{name} is too large: {size / 2**20:.1f} MiB (limit {max_bytes / 2**20:.0f} MiB)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageError(
+                        f"{name} is too large: {width}x{height} pixels (limit {max_pixels:,} pixels)"
+                    )
+                image.load()
+                return image.convert("RGB")
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name} is not an image (or not a format Pillow reads)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageError(f"{name} refused as a possible decompression bomb: {one_line(err)}") from None
+    except PermissionError:
+        raise ImageError(f"cannot read {path}: permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageError(f"cannot read {name} as an image (truncated or corrupt?): {one_line(err)}") from None
+
+
+def example_image_path(shape="circle", colour="red", image_size=224):
+    """A generated example image (one coloured shape, as in the tiny default's data), cached."""
+    from lavis.common.utils import get_cache_path
+    from lavis.datasets.synthetic.shapes import draw_shape
+
+    path = get_cache_path(os.path.join("examples", f"{colour}_{shape}_{image_size}.png"))
+    if not os.path.isfile(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        image, _ = draw_shape(shape, colour, image_size, rng=7)
+        tmp = f"{path}.tmp{os.getpid()}"
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    return path

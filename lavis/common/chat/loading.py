@@ -1,0 +1,185 @@
+"""Step 1 of the flow: find a checkpoint, rebuild its model and hold it ready to chat.
+
+:func:`load_chat_model` finds a checkpoint (by default the tiny default's latest, written by
+`python train.py`), rebuilds the model from the checkpoint's own `config["model"]` section and
+loads the weights and the eval image processor into a :class:`ChatModel`, which also owns the
+one long-lived generation thread that :class:`~lavis.common.chat.streaming.Reply` submits to.
+"""
+
+import contextlib
+import dataclasses
+import logging
+import os
+import queue
+import re
+import threading
+from typing import Optional
+
+import torch
+
+from lavis.common.chat.errors import ChatError, one_line
+from lavis.common.chat.settings import MAX_WINDOW_SIZE, GenerationSettings
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+#: Where `python train.py` (the tiny default) writes its jobs, relative to the repo root.
+TINY_OUTPUT_DIR = os.path.join("output", "instruction_tuning", "tiny")
+#: Model type used for a checkpoint that carries no config (e.g. the original's released one).
+DEFAULT_MODEL_TYPE = "qwen7b_chat"
+
+_CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)\.pth$")
+
+
+def find_latest_checkpoint(output_dir=None):
+    """The highest-epoch `checkpoint_<epoch>.pth` of the newest job folder that has one.
+
+    `output_dir` defaults to the tiny default's `output/instruction_tuning/tiny` under the
+    repo root.  Job folders are named by their start time (`%Y%m%d%H%M%S`), so the newest
+    sorts last; a newest folder without checkpoints yet (a run still in its first epoch, or
+    one that stopped early) is passed over for the next one.
+    """
+    output_dir = output_dir or os.path.join(REPO_ROOT, TINY_OUTPUT_DIR)
+    hint = "train one first with `python train.py`, or pass a checkpoint path"
+    if not os.path.isdir(output_dir):
+        raise ChatError(f"no checkpoint found: {output_dir} does not exist; {hint}")
+    jobs = sorted((d for d in os.listdir(output_dir) if os.path.isdir(os.path.join(output_dir, d))), reverse=True)
+    for job in jobs:
+        epochs = []
+        for name in os.listdir(os.path.join(output_dir, job)):
+            match = _CHECKPOINT_RE.match(name)
+            if match:
+                epochs.append(int(match.group(1)))
+        if epochs:
+            return os.path.join(output_dir, job, f"checkpoint_{max(epochs)}.pth")
+    raise ChatError(f"no checkpoint found in {output_dir}; {hint}")
+
+
+@dataclasses.dataclass
+class ChatModel:
+    """A model ready to chat: the model, its eval image processor and where it came from."""
+
+    model: torch.nn.Module
+    vis_processor: object
+    checkpoint: Optional[str]
+    model_type: str
+    device: torch.device
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+    _worker: Optional["_GenerationThread"] = dataclasses.field(default=None, init=False, repr=False)
+
+    @property
+    def tokenizer(self):
+        return self.model.llm_tokenizer
+
+    @property
+    def max_position_embeddings(self):
+        return int(self.model.llm_model.config.max_position_embeddings)
+
+    def default_settings(self):
+        """Greedy, as the original demo; window 6144 for Qwen-7B-Chat (3/4 of its 8192 positions)."""
+        positions = self.max_position_embeddings
+        return GenerationSettings(
+            max_new_tokens=min(512, max(1, positions // 4)),
+            max_window_size=min(MAX_WINDOW_SIZE, positions * 3 // 4),
+        )
+
+    def autocast(self):
+        """bf16/fp16 autocast on GPUs as the model config asks; full precision on CPU."""
+        if self.device.type == "cpu":
+            return contextlib.nullcontext()
+        return self.model.maybe_autocast()
+
+    def process_image(self, image):
+        return self.vis_processor(image)
+
+    def submit(self, job):
+        """Run `job` on this model's generation thread (one long-lived thread: a fresh thread
+        per answer would pay torch's per-thread warm-up, tens of ms, on every answer)."""
+        with self.lock:
+            if self._worker is None:
+                self._worker = _GenerationThread()
+        self._worker.jobs.put(job)
+
+
+class _GenerationThread:
+    """A daemon thread running submitted jobs one after another."""
+
+    def __init__(self):
+        self.jobs = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="chat-generate", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            job = self.jobs.get()
+            try:
+                job()
+            except BaseException:  # jobs report their own errors; the thread must live on
+                logging.exception("chat generation job failed")
+
+
+def _default_device():
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_chat_model(checkpoint_path=None, model_type=None, device=None, cfg_options=None, output_dir=None):
+    """Build the model a checkpoint was trained as and load the checkpoint into it.
+
+    `checkpoint_path` None: the tiny default's latest checkpoint (:func:`find_latest_checkpoint`).
+    The model config is the checkpoint's `config["model"]` when it has one (the runner saves
+    the whole run config), else the default config of `model_type` (default `qwen7b_chat`).
+    `cfg_options` overrides config keys.  Every failure is a :class:`ChatError` with a
+    one-line message (missing checkpoint, unreadable file, missing real weights...).
+    """
+    from omegaconf import OmegaConf
+
+    from lavis.common.checkpoint import CheckpointError, load_file
+    from lavis.common.config import ConfigError, build_model_config, load_preprocess_config
+    from lavis.common.registry import registry
+    from lavis.models import load_preprocess
+    from lavis.models.minigpt4qwen.weights import MissingWeightsError
+
+    if checkpoint_path is None:
+        checkpoint_path = find_latest_checkpoint(output_dir)
+    checkpoint_path = os.path.expanduser(os.fspath(checkpoint_path))
+    if not os.path.isfile(checkpoint_path):
+        raise ChatError(f"checkpoint not found: {checkpoint_path}")
+    try:
+        state = load_file(checkpoint_path)
+    except CheckpointError as err:
+        raise ChatError(one_line(err)) from None
+    if not isinstance(state, dict):
+        raise ChatError(f"{checkpoint_path} is not a checkpoint (expected a dict of tensors)")
+    saved = state.get("config") if isinstance(state.get("config"), dict) else None
+    saved_model = saved.get("model") if saved else None
+    if saved_model:  # keys this version does not know (e.g. an original LAVIS run's) are left out
+        from lavis.common.schema import ModelConfig
+
+        known = {f.name for f in dataclasses.fields(ModelConfig)}
+        unknown = sorted(set(saved_model) - known)
+        if unknown:
+            logging.warning("%s: ignoring model config keys %s", checkpoint_path, unknown)
+        saved_model = {k: v for k, v in saved_model.items() if k in known}
+    options = {"load_finetuned": False, **dict(cfg_options or {})}
+    try:
+        if saved_model:
+            saved_type = saved_model.get("model_type")
+            if model_type and saved_type and model_type != saved_type:
+                raise ChatError(
+                    f"{checkpoint_path} was trained as model_type '{saved_type}', not '{model_type}' "
+                    "(leave --model-type out to use the checkpoint's own)"
+                )
+            cfg = build_model_config(OmegaConf.create(saved_model), OmegaConf.create(options))
+        else:
+            user = {"arch": "minigpt4qwen", "model_type": model_type or DEFAULT_MODEL_TYPE}
+            cfg = build_model_config(OmegaConf.create(user), OmegaConf.create(options))
+        model = registry.get_model_class(cfg.arch).from_config(cfg)
+        model.load_checkpoint(state)
+        vis_processors, _ = load_preprocess(load_preprocess_config(cfg))
+    except MissingWeightsError as err:
+        raise ChatError(one_line(err)) from None
+    except (CheckpointError, ConfigError, NotImplementedError, FileNotFoundError, ValueError, KeyError) as err:
+        raise ChatError(f"cannot build the model for {checkpoint_path}: {one_line(err)}") from None
+    if "eval" not in vis_processors:
+        raise ChatError(f"the config of {checkpoint_path} has no eval image processor")
+    device = torch.device(device) if device is not None else _default_device()
+    model = model.eval().to(device)
+    return ChatModel(model, vis_processors["eval"], checkpoint_path, cfg.model_type, device)

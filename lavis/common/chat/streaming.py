@@ -1,0 +1,235 @@
+"""Step 4 of the flow: one answer being generated, handed out as text while it comes.
+
+:class:`Reply` runs generation on the model's generation thread; :class:`TokenTextStreamer`
+turns the generated ids into text, and a cancel criterion stops generation when the reply
+is cancelled.  A finished reply commits its turn to the session that started it.
+"""
+
+import codecs
+import queue
+import threading
+import time
+
+import torch
+
+from lavis.common.chat.errors import ChatError, one_line
+
+#: Streamed text is handed out at most this often (seconds); what arrives meanwhile is merged.
+STREAM_INTERVAL = 0.02
+
+
+class _Done:
+    pass
+
+
+_DONE = _Done()
+
+
+class TokenTextStreamer:
+    """A transformers streamer (`put`/`end`) that turns generated ids into text as it comes.
+
+    The first `put` is the prompt and is skipped (transformers' contract).  Special ids are
+    skipped, a stop id ends the text, and bytes go through an incremental UTF-8 decoder, so a
+    character split over several tokens is emitted once it is complete (invalid bytes become
+    U+FFFD, as `tokenizer.decode` does).  Text goes to `on_text`.
+    """
+
+    def __init__(self, tokenizer, stop_ids, on_text):
+        self.tokenizer = tokenizer
+        self.stop_ids = set(stop_ids)
+        self.on_text = on_text
+        self.num_tokens = 0
+        self.first_token_time = None
+        self._prompt_seen = False
+        self._stopped = False
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def put(self, value):
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        if value.dim() > 1:
+            if value.shape[0] != 1:
+                raise ValueError("TokenTextStreamer streams one sequence at a time")
+            value = value[0]
+        for token in value.tolist():
+            self.feed(int(token))
+
+    def feed(self, token):
+        if self._stopped:
+            return
+        if self.first_token_time is None:
+            self.first_token_time = time.perf_counter()
+        if token in self.stop_ids:
+            self._stopped = True
+            return
+        self.num_tokens += 1
+        if token >= self.tokenizer.eod_id:  # special ids: not text
+            return
+        data = self.tokenizer.convert_ids_to_tokens(token)
+        text = self._decoder.decode(data)
+        if text:
+            self.on_text(text)
+
+    def end(self):
+        text = self._decoder.decode(b"", final=True)
+        if text:
+            self.on_text(text)
+
+
+class _CancelCriteria:
+    """Stopping criterion that ends generation once `event` is set."""
+
+    def __init__(self, event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class Reply:
+    """One answer being generated (on the model's generation thread); iterate for its text as it comes.
+
+    Iterating yields text pieces whose concatenation is the final `response` (leading and
+    trailing whitespace held back, as the response is stripped).  When the iteration ends
+    normally, the turn is added to the session's history.  `cancel()` (or leaving the loop
+    early, or Ctrl-C while iterating) stops generation; a cancelled reply adds nothing to
+    the history.  With beam search (no streaming in transformers) the text comes at the end.
+    """
+
+    def __init__(self, session, query, prompt_ids, images, settings, seed):
+        self.session = session
+        self.query = query
+        self.prompt_ids = prompt_ids
+        self.settings = settings
+        self.seed = seed
+        self.text = ""
+        self.response = None
+        self.reply_ids = None
+        self.cancelled = False
+        self.finished = False
+        self.start_time = time.perf_counter()
+        self.first_text_time = None
+        self.end_time = None
+        self._images = images
+        self._queue = queue.Queue()
+        self._cancel = threading.Event()
+        self._error = None
+        self._started = False
+        self._consumed = False
+        chat_model = session.chat_model
+        tok = chat_model.tokenizer
+        self._stop_ids = [tok.im_end_id, tok.im_start_id, tok.eod_id]
+        self.streamer = TokenTextStreamer(tok, self._stop_ids, self._queue.put) if settings.num_beams == 1 else None
+        self._finished = threading.Event()
+
+    def start(self):
+        if not self._started:
+            self._started = True
+            self.session.chat_model.submit(self._generate)
+        return self
+
+    @property
+    def done(self):
+        """True once generation has ended (finished, cancelled or failed)."""
+        return self._finished.is_set()
+
+    @property
+    def num_tokens(self):
+        return len(self.reply_ids) if self.reply_ids is not None else (self.streamer.num_tokens if self.streamer else 0)
+
+    def _generate(self):
+        from transformers import StoppingCriteriaList, set_seed
+
+        chat_model = self.session.chat_model
+        model = chat_model.model
+        try:
+            kwargs = self.settings.generate_kwargs()
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_CancelCriteria(self._cancel)])
+            if self.streamer is not None:
+                kwargs["streamer"] = self.streamer
+            if not self._cancel.is_set():
+                if self.settings.do_sample:  # greedy and beam search need no seed
+                    set_seed(self.seed)
+                with chat_model.autocast():
+                    images = self._images.to(chat_model.device) if self._images is not None else None
+                    self.reply_ids = model.generate_from_ids([self.prompt_ids], images, **kwargs)[0]
+            if self.streamer is None and not self._cancel.is_set():
+                self._queue.put(chat_model.tokenizer.decode(self.reply_ids, skip_special_tokens=True))
+        except BaseException as err:  # handed to the consumer
+            self._error = err
+        finally:
+            self._finished.set()
+            self._queue.put(_DONE)
+
+    def cancel(self):
+        """Stop generating as soon as the current step ends; the turn is not kept."""
+        self.cancelled = True
+        self._cancel.set()
+
+    def wait(self, timeout=None):
+        """Wait for generation to end; True if it has."""
+        return self._finished.wait(timeout)
+
+    def __iter__(self):
+        if self._consumed:
+            raise RuntimeError("a Reply can be iterated once")
+        self._consumed = True
+        self.start()
+        held = ""  # whitespace not yet shown: leading (dropped) or trailing (shown if text follows)
+        shown = done = False
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                woke = time.perf_counter()
+                pieces = [item]
+                while item is not _DONE:  # take everything already there: fewer, larger pieces
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    pieces.append(item)
+                done = pieces[-1] is _DONE
+                chunk = held + "".join(p for p in pieces if p is not _DONE)
+                body = chunk.rstrip()
+                held = chunk[len(body):]
+                if not shown:
+                    body = body.lstrip()
+                if body:
+                    if self.first_text_time is None:
+                        self.first_text_time = time.perf_counter()
+                    shown = True
+                    self.text += body
+                    yield body
+                if done:
+                    break
+                # Pace the updates (at most one per STREAM_INTERVAL): text arriving meanwhile
+                # waits in the queue without waking this thread for every token; the end of
+                # generation cuts the pause short.
+                pause = STREAM_INTERVAL - (time.perf_counter() - woke)
+                if pause > 0:
+                    self._finished.wait(pause)
+        finally:
+            if not done:  # left early: the loop was broken off, closed, or interrupted (Ctrl-C)
+                self.cancel()
+            self._finished.wait()
+            self.end_time = time.perf_counter()
+        if self._error is not None:
+            err = self._error
+            if isinstance(err, (ChatError, KeyboardInterrupt)):
+                raise err
+            raise ChatError(f"generation failed: {type(err).__name__}: {one_line(err)}") from err
+        if self.cancelled:
+            return
+        self.finished = True
+        self.response = self.session.chat_model.tokenizer.decode(self.reply_ids, skip_special_tokens=True).strip()
+        self.session._commit(self)
+
+    def collect(self):
+        """Run to the end; returns the response."""
+        for _ in self:
+            pass
+        return self.response
