@@ -162,5 +162,6 @@ class RunConfig:
     world_size: int = 1  # informational: under torchrun, WORLD_SIZE from its environment decides
     dist_url: str = "env://"  # init method of torch.distributed (env://: torchrun's MASTER_ADDR/PORT)
     distributed: bool = True  # DDP when launched by torchrun (plain `python train.py`: one process); False: never
+    keep_last_n: int = 0  # keep only the newest N epoch checkpoints; 0 keeps all
     dist_timeout_s: int = 1800  # limit of every collective: a rank waiting on a dead peer stops
     threads: int = 0  # torch CPU threads; 0 keeps torch's default

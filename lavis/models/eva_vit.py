@@ -59,7 +59,7 @@ def build_eva_vit(arch, image_size, drop_path_rate=0.0, use_grad_checkpoint=Fals
     vit.post_layernorm = nn.Identity()
     _keep_k_bias_zero(vit)
     if use_grad_checkpoint:
-        vit.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        vit.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     vit.num_features = vit.config.hidden_size
     return vit
 

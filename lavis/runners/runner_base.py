@@ -167,6 +167,11 @@ class RunnerBase:
             path,
         )
         logging.info("saved %s", path)
+        if self.run_cfg.keep_last_n:
+            for old in range(epoch - self.run_cfg.keep_last_n, -1, -1):
+                stale = os.path.join(self.output_dir, f"checkpoint_{old}.pth")
+                if os.path.exists(stale):
+                    os.remove(stale)
         return path
 
     def resume(self, path):

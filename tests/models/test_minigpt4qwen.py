@@ -201,3 +201,24 @@ def test_lora_trains_only_adapters_and_projection(tmp_path):
     for name, p in model.named_parameters():
         if "lora_" in name:
             assert torch.equal(dict(again.named_parameters())[name], p)
+
+
+def test_llm_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    def run(checkpointing):
+        torch.manual_seed(0)
+        model = load_model("minigpt4qwen", "tiny", cfg_options={"use_grad_checkpoint": checkpointing})
+        model.train()
+        for module in model.modules():  # no dropout, so both runs compute the same numbers
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        loss = model({"image": images(1), "conversations": [conv()]})["loss"]
+        loss.backward()
+        return model, loss
+    plain, plain_loss = run(False)
+    ckpt, ckpt_loss = run(True)
+    assert ckpt.llm_model.is_activation_checkpointing and not plain.llm_model.is_activation_checkpointing
+    assert torch.allclose(plain_loss, ckpt_loss, atol=1e-6)
+    grads = dict(plain.named_parameters())
+    for name, p in ckpt.named_parameters():
+        if p.grad is not None:
+            assert torch.allclose(p.grad, grads[name].grad, atol=1e-6), name

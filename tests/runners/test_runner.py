@@ -106,3 +106,9 @@ def test_nan_loss_stops_with_the_sample_ids(shapes_root, tmp_path, monkeypatch):
     with pytest.raises(FloatingPointError, match=r"loss is nan at epoch 0 iteration 0 \(samples \["):
         runner.train()
     assert not (tmp_path / "job" / "checkpoint_0.pth").exists()
+
+
+def test_keep_last_n_bounds_the_checkpoints_on_disk(shapes_root, tmp_path):
+    cfg = run_config(shapes_root, tmp_path, max_epoch=3, valid_splits=[], keep_last_n=2)
+    make_runner(cfg).train()
+    assert sorted(p.name for p in (tmp_path / "job").glob("checkpoint_*.pth")) == ["checkpoint_1.pth", "checkpoint_2.pth"]

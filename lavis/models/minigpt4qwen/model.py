@@ -51,6 +51,9 @@ class MiniGPT4Qwen(BaseModel):
         self._apply_freeze_flags(cfg)
         if cfg.get_lora:
             self.llm_model = self._with_lora(self.llm_model, cfg)
+        if cfg.use_grad_checkpoint and (cfg.get_lora or not cfg.freeze_llm):
+            # as the ViT: recompute the LLM's activations in backward when it trains
+            self.llm_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 
     @staticmethod
     def _tokenizer_path(cfg):
