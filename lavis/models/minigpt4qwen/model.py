@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lavis.common.registry import registry
+from lavis.common.utils import resolve_path
 from lavis.models import loaders
 from lavis.models.base_model import BaseModel
 from lavis.models.eva_vit import vit_features
@@ -57,8 +58,6 @@ class MiniGPT4Qwen(BaseModel):
 
     @staticmethod
     def _tokenizer_path(cfg):
-        from lavis.common.utils import resolve_path
-
         return resolve_path(cfg.llm_tokenizer or cfg.llm_model)
 
     # -- freezing ------------------------------------------------------------
@@ -258,17 +257,12 @@ class MiniGPT4Qwen(BaseModel):
         check_weight_files(cfg)
         model = cls(cfg)
         if cfg.load_pretrained and cfg.pretrained:
-            loaders.load_blip2_pretrained(model, _resolve(cfg.pretrained))
+            loaders.load_blip2_pretrained(model, resolve_path(cfg.pretrained))
         if cfg.load_finetuned and (cfg.finetuned or cfg.ckpt):
-            model.load_checkpoint(_resolve(cfg.finetuned or cfg.ckpt))
+            model.load_checkpoint(resolve_path(cfg.finetuned or cfg.ckpt))
         return model
 
     def convert_checkpoint_keys(self, state):
         """Original MiniGPT4Qwen key names (LAVIS / Qwen-1) -> ours; ours pass through."""
         return loaders.convert_checkpoint_keys(self, state)
 
-
-def _resolve(path):
-    from lavis.common.utils import resolve_path
-
-    return resolve_path(path)
