@@ -2,6 +2,7 @@
 
 import pytest
 
+from lavis.datasets.synthetic.shapes import FORMAT_VERSION
 from test_chat_support import QUESTION_EN, QUESTION_ZH, chat_image, run_script, trained_checkpoint  # noqa: F401
 
 
@@ -16,7 +17,8 @@ def test_default_questions_are_answered(trained_checkpoint, cache_env, tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert f"checkpoint: {trained_checkpoint} (model type tiny)" in lines
-    assert f"image: {tmp_path / 'cache' / 'examples' / 'red_circle_224.png'}" in lines  # generated
+    # generated, named after the drawing's format version so a stale cached image is never reused
+    assert f"image: {tmp_path / 'cache' / 'examples' / f'red_circle_224_v{FORMAT_VERSION}.png'}" in lines
     # the fixture model learnt exactly this conversation; history carries the image into turn 2
     assert lines[-4:] == [
         f"User: <Img><ImageHere></Img> {QUESTION_EN}",

@@ -56,14 +56,14 @@ def load_image(path, max_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_IMAGE_PIXELS):
 
 def example_image_path(shape="circle", colour="red", image_size=224):
     """A generated example image (one coloured shape, as in the tiny default's data), cached."""
-    from lavis.common.utils import get_cache_path
-    from lavis.datasets.synthetic.shapes import draw_shape
+    from lavis.common.utils import atomic_open, get_cache_path
+    from lavis.datasets.synthetic.shapes import FORMAT_VERSION, draw_shape
 
-    path = get_cache_path(os.path.join("examples", f"{colour}_{shape}_{image_size}.png"))
+    # the generator's format version is in the name: a cached image never outlives a change of drawing
+    name = f"{colour}_{shape}_{image_size}_v{FORMAT_VERSION}.png"
+    path = get_cache_path(os.path.join("examples", name))
     if not os.path.isfile(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         image, _ = draw_shape(shape, colour, image_size, rng=7)
-        tmp = f"{path}.tmp{os.getpid()}"
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
+        with atomic_open(path) as handle:
+            image.save(handle, format="PNG")
     return path
