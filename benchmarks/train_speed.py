@@ -96,13 +96,19 @@ def original_step_loss(model, samples):
     labels = torch.tensor([e.labels + [-100] * (pad - len(e.labels)) for e in encoded], device=model.device)
     mask = torch.tensor([[1] * len(e.input_ids) + [0] * (pad - len(e.input_ids)) for e in encoded], device=model.device)
     embeds = model.embed_with_images(ids, model.encode_image(samples["image"]))
-    return model.llm_model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss, ids.numel(), ids.numel()
+    return model.llm_model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss, ids.numel()
 
 
 def our_step_loss(model, samples):
+    """Ours: returns the loss and the positions where the LM head ran (labelled ones only)."""
     out = model(samples)
-    length = max(len(model.prompt.encode_conversation(c, model.max_txt_len).input_ids) for c in samples["conversations"])
-    return out["loss"], length * len(samples["conversations"]), out["num_tokens"]
+    return out["loss"], out["num_tokens"]
+
+
+def token_counts(model, batch):
+    """(real tokens, tokens after padding to the batch's longest sample), counted outside the timing."""
+    lengths = [len(model.prompt.encode_conversation(c, model.max_txt_len).input_ids) for c in batch["conversations"]]
+    return sum(lengths), max(lengths) * len(lengths)
 
 
 def matmul_rate(device, dtype, n=2048, reps=10):
@@ -139,11 +145,12 @@ def flops_per_step(model, tokens, head_positions, images):
     return forward + 2 * body * tokens + 2 * head * head_positions + 2 * trainable * tokens
 
 
-def measure(name, model, data, step_loss, device, amp, warmup=2):
+def measure(name, model, data, step_loss, pads_to_max, device, amp, warmup=2):
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp == "bf16")
     if torch.device(device).type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    counts = [token_counts(model, batch) for batch in data]
     samples = real = padded = heads = images = 0
     for i, batch in enumerate(data):
         if i == warmup:
@@ -152,14 +159,14 @@ def measure(name, model, data, step_loss, device, amp, warmup=2):
         if batch["image"] is not None:
             batch["image"] = batch["image"].to(device)
         with autocast:
-            loss, padded_tokens, head_positions = step_loss(model, batch)
+            loss, head_positions = step_loss(model, batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if i >= warmup:
             samples += len(batch["conversations"])
-            real += sum(len(model.prompt.encode_conversation(c, model.max_txt_len).input_ids) for c in batch["conversations"])
-            padded += padded_tokens
+            real += counts[i][0]
+            padded += model.max_txt_len * len(batch["conversations"]) if pads_to_max else counts[i][1]
             heads += head_positions
             images += len(batch["image"])
     sync(device)
@@ -193,8 +200,10 @@ def main(argv=None):
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters "
               f"({sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M trainable)")
         results = {}
-        for label, step in (("ours", our_step_loss), ("original", original_step_loss)):
-            seconds, samples, real, padded, memory, flops = measure(name, model, [dict(b) for b in data], step, args.device, args.amp)
+        for label, step, pads_to_max in (("ours", our_step_loss, False), ("original", original_step_loss, True)):
+            seconds, samples, real, padded, memory, flops = measure(
+                name, model, [dict(b) for b in data], step, pads_to_max, args.device, args.amp
+            )
             results[label] = seconds
             print(f"   {label:9s} {samples / seconds:8.2f} samples/s  {real / seconds:9.0f} real tok/s  "
                   f"{padded / seconds:9.0f} padded tok/s  {memory}  {flops / 1e9:7.1f} GFLOP/s = {flops / rate:.1%} of matmul rate")
