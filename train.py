@@ -26,7 +26,14 @@ def parse_args(argv=None):
     parser.add_argument(
         "--options", nargs="+", default=[], help="overrides of config keys, e.g. run.max_epoch=2 model.max_txt_len=128"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--resume", metavar="auto|PATH", default=None,
+        help="resume exactly from a checkpoint; 'auto': the newest under run.output_dir (sets run.resume_ckpt_path)",
+    )
+    args = parser.parse_args(argv)
+    if args.resume:
+        args.options = [*args.options, f"run.resume_ckpt_path={args.resume}"]
+    return args
 
 
 def main(argv=None):

@@ -95,3 +95,21 @@ def all_reduce_mean(values):
     tensor = torch.tensor(values, dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return (tensor / dist.get_world_size()).tolist()
+
+
+def broadcast_object(obj):
+    """Rank 0's `obj` on every rank (`obj` itself when single-process)."""
+    if not is_dist_avail_and_initialized():
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def all_gather_object(obj):
+    """[obj of rank 0, obj of rank 1, ...] on every rank ([obj] when single-process)."""
+    if not is_dist_avail_and_initialized():
+        return [obj]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered

@@ -152,7 +152,9 @@ class RunConfig:
     amp: bool = False
     autocast_dtype: str = "bf16"
     loss_scale: bool = False
-    resume_ckpt_path: Optional[str] = None
+    resume_ckpt_path: Optional[str] = None  # a checkpoint to resume exactly; "auto": the newest under output_dir
+    save_freq_iters: int = 0  # also checkpoint every N optimizer steps within an epoch (0: at epoch ends only)
+    group_by_length: bool = False  # batch samples of similar length together (less padding)
     evaluate: bool = False
     train_splits: List[str] = field(default_factory=lambda: ["train"])
     valid_splits: List[str] = field(default_factory=list)

@@ -15,6 +15,20 @@ micro-batch gradients, exactly as one process with `accum_grad_iters` = world_si
 on the same micro-batches (`tests/runners/test_distributed.py` checks it).  Non-stepping
 micro-batches skip the gradient all-reduce (`no_sync`).  The logged loss is the mean over
 ranks; only rank 0 writes files, prints, and evaluates (the others wait at a barrier).
+
+The lr schedule is indexed by global micro-batches (of `batch_size_train` samples): the lr of
+an optimizer step is the schedule's value at the last micro-batch it consumes, counted over
+all ranks.  With one process this is what LAVIS's per-iteration schedule applies at each step;
+it also makes N ranks and `accum_grad_iters: N` the same run, warmup included.
+
+Exact resume (`run.resume_ckpt_path`, or `auto` for the newest checkpoint under
+`run.output_dir`): a checkpoint holds the trainable weights, optimizer, AMP scaler, epoch,
+micro-batches done in the epoch and every rank's RNG states; the schedule is a function of
+(epoch, micro-batch), the data order of (seed, epoch) (`samplers.py`) and augmentation of
+(seed, epoch, sample) (`InstructionDataset.set_epoch`).  So a run resumed from any
+checkpoint, written at an epoch's end or every `run.save_freq_iters` optimizer steps, trains
+the same steps on the same data with the same random draws as the uninterrupted run.  Resuming
+a checkpoint of a job folder under `run.output_dir` continues in that folder.
 """
 
 import contextlib
@@ -27,13 +41,15 @@ import time
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader
 from tqdm import tqdm
 
 from lavis.common import dist_utils
 from lavis.common.checkpoint import CheckpointError, load_file, save_file
 from lavis.common.registry import registry
 from lavis.datasets.datasets.instruction_dataset import InstructionDataset
+from lavis.runners import train_state
+from lavis.runners.samplers import ResumableSampler
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -74,11 +90,12 @@ class RunnerBase:
         self.device = self._pick_device(self.run_cfg.device)
         self.model = model.to(self.device)  # the unwrapped model: checkpoints, evaluation
         self.train_model = self._wrap(self.model)  # what training steps call (DDP when distributed)
-        self.output_dir = os.path.join(self.run_cfg.output_dir, job_id)
+        self.resume_path = self._resume_path(self.run_cfg.resume_ckpt_path)
+        self.output_dir = self._job_dir(job_id)
         if dist_utils.is_main_process():
             os.makedirs(self.output_dir, exist_ok=True)
         self.log_path = os.path.join(self.output_dir, "log.jsonl")
-        self.start_epoch = 0
+        self.start_epoch, self.start_iters = 0, 0
         self.optimizer = torch.optim.AdamW(
             param_groups(self.model, self.run_cfg.weight_decay, self.run_cfg.lr_scale), lr=self.run_cfg.init_lr, betas=tuple(self.run_cfg.betas)
         )
@@ -102,6 +119,24 @@ class RunnerBase:
             return torch.device("cuda", dist_utils.get_local_rank())  # one GPU per process
         return torch.device(name)
 
+    def _resume_path(self, setting):
+        """`run.resume_ckpt_path`, with `auto` resolved (by rank 0, for all ranks) to the newest
+        checkpoint under `run.output_dir`, or None to start afresh."""
+        if setting != "auto":
+            return setting or None
+        path = dist_utils.broadcast_object(train_state.latest_checkpoint(self.run_cfg.output_dir) if dist_utils.is_main_process() else None)
+        if path is None:
+            logging.info("resume auto: no checkpoint under %s; starting a new run", self.run_cfg.output_dir)
+        return path
+
+    def _job_dir(self, job_id):
+        """A new job folder, or the resumed checkpoint's own one when it is under output_dir."""
+        if self.resume_path:
+            folder = os.path.dirname(os.path.abspath(self.resume_path))
+            if os.path.dirname(folder) == os.path.abspath(self.run_cfg.output_dir):
+                return folder
+        return os.path.join(self.run_cfg.output_dir, job_id)
+
     def _wrap(self, model):
         if not self.distributed:
             return model
@@ -117,35 +152,40 @@ class RunnerBase:
             return None
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
-    def _loader(self, dataset, batch_size, shuffle, seed=0):
-        generator = torch.Generator().manual_seed(seed)
+    def _loader(self, dataset, batch_size, sampler=None, seed=0):
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.run_cfg.num_workers,
             collate_fn=InstructionDataset.collater,
-            generator=generator,
+            generator=torch.Generator().manual_seed(seed),  # workers' base seed
             drop_last=False,
             persistent_workers=False,
         )
 
-    def _train_loader(self, dataset, epoch):
-        """The loader of one training epoch: shuffled from `run.seed + epoch`; under DDP this
-        rank's shard (DistributedSampler, the same permutation on every rank)."""
-        if not self.distributed:
-            return self._loader(dataset, self.run_cfg.batch_size_train, shuffle=True, seed=self.run_cfg.seed + epoch)
-        sampler = DistributedSampler(dataset, shuffle=True, seed=self.run_cfg.seed, drop_last=False)
-        sampler.set_epoch(epoch)
-        return DataLoader(
-            dataset,
-            batch_size=self.run_cfg.batch_size_train,
-            sampler=sampler,
-            num_workers=self.run_cfg.num_workers,
-            collate_fn=InstructionDataset.collater,
-            drop_last=False,
-            persistent_workers=False,
+    def _train_loader(self, dataset, epoch, start_batch=0):
+        """The loader of one training epoch from its `start_batch`-th batch on: this rank's part
+        of the (seed, epoch) order (see `samplers.py`), length-grouped with `run.group_by_length`."""
+        cfg = self.run_cfg
+        lengths = None
+        if cfg.group_by_length:
+            image_tokens = getattr(self.model, "num_query_token", 32)
+            lengths = [n for part in _parts(dataset) for n in part.lengths(image_tokens)]
+        sampler = ResumableSampler(
+            dataset, cfg.batch_size_train, dist_utils.get_world_size(), dist_utils.get_rank(), seed=cfg.seed, lengths=lengths
         )
+        sampler.set_epoch(epoch)
+        sampler.set_start_batch(start_batch)
+        for part in _parts(dataset):
+            part.set_epoch(cfg.seed, epoch)
+        return self._loader(dataset, cfg.batch_size_train, sampler=sampler, seed=cfg.seed + epoch)
+
+    def _sched_step(self, i):
+        """Global micro-batch index of the last micro-batch in the optimizer step of local
+        iteration i (see the module docstring)."""
+        accum = self.run_cfg.accum_grad_iters
+        return ((i // accum) + 1) * accum * dist_utils.get_world_size() - 1
 
     # -- logging and checkpoints -----------------------------------------------------
     @dist_utils.main_process
@@ -153,9 +193,14 @@ class RunnerBase:
         with open(self.log_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
-    @dist_utils.main_process
-    def save_checkpoint(self, epoch):
-        path = os.path.join(self.output_dir, f"checkpoint_{epoch}.pth")
+    def save_checkpoint(self, epoch, iters=None):
+        """Write `checkpoint_<epoch>.pth` (epoch done) or `checkpoint_<epoch>_iter<iters>.pth`
+        (mid-epoch, after an optimizer step).  Every rank takes part (each one's RNG states are
+        saved); rank 0 writes, atomically."""
+        rng = dist_utils.all_gather_object(train_state.capture_rng_state())
+        if not dist_utils.is_main_process():
+            return None
+        path = os.path.join(self.output_dir, train_state.checkpoint_name(epoch, iters))
         save_file(
             {
                 "model": self.model.trainable_state_dict(),
@@ -163,15 +208,15 @@ class RunnerBase:
                 "scaler": self.scaler.state_dict() if self.scaler else None,
                 "config": self.config.to_dict(),
                 "epoch": epoch,
+                "iters": iters,
+                "rng": rng,
             },
             path,
         )
         logging.info("saved %s", path)
         if self.run_cfg.keep_last_n:
-            for old in range(epoch - self.run_cfg.keep_last_n, -1, -1):
-                stale = os.path.join(self.output_dir, f"checkpoint_{old}.pth")
-                if os.path.exists(stale):
-                    os.remove(stale)
+            for stale in train_state.list_checkpoints(self.output_dir)[: -self.run_cfg.keep_last_n]:
+                os.remove(stale)
         return path
 
     def resume(self, path):
@@ -183,8 +228,23 @@ class RunnerBase:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if self.scaler is not None and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
-        self.start_epoch = int(checkpoint["epoch"]) + 1
-        logging.info("resumed from %s: continuing at epoch %d", path, self.start_epoch)
+        iters = checkpoint.get("iters")
+        if iters is None:  # written at the end of its epoch
+            self.start_epoch, self.start_iters = int(checkpoint["epoch"]) + 1, 0
+        else:
+            self.start_epoch, self.start_iters = int(checkpoint["epoch"]), int(iters)
+        rng = checkpoint.get("rng") or []
+        if len(rng) == dist_utils.get_world_size():
+            train_state.restore_rng_state(rng[dist_utils.get_rank()])
+        else:
+            logging.warning(
+                "%s holds RNG states of %d rank(s), this run has %d: resuming with fresh random states "
+                "(dropout and sampling draws will differ from the interrupted run)",
+                path, len(rng), dist_utils.get_world_size(),
+            )
+        if dist_utils.is_main_process():
+            train_state.truncate_log(self.log_path, self.start_epoch, self.start_iters)
+        logging.info("resumed from %s: continuing at epoch %d, iteration %d", path, self.start_epoch, self.start_iters)
 
     # -- training ---------------------------------------------------------------------
     def _autocast(self):
@@ -197,16 +257,22 @@ class RunnerBase:
             samples["image"] = samples["image"].to(self.device, non_blocking=True)
         return samples
 
-    def train_epoch(self, epoch, loader):
+    def train_epoch(self, epoch, loader, start_iter=0):
+        """Train the epoch's micro-batches from `start_iter` on (a resumed epoch skips the ones
+        done); returns the mean loss of those trained here."""
         cfg = self.run_cfg
         self.train_model.train()
         accum = cfg.accum_grad_iters
-        progress = tqdm(loader, desc=f"epoch {epoch}", dynamic_ncols=True, mininterval=1.0, disable=not dist_utils.is_main_process())
+        total = start_iter + len(loader)
+        progress = tqdm(
+            enumerate(loader, start=start_iter), desc=f"epoch {epoch}", total=total, initial=start_iter,
+            dynamic_ncols=True, mininterval=1.0, disable=not dist_utils.is_main_process(),
+        )
         losses = []
-        for i, samples in enumerate(progress):
-            self.lr_scheduler.step(cur_epoch=epoch, cur_step=i)
+        for i, samples in progress:
+            self.lr_scheduler.step(cur_epoch=epoch, cur_step=self._sched_step(i))
             samples = self._to_device(samples)
-            steps = (i + 1) % accum == 0 or i + 1 == len(loader)
+            steps = (i + 1) % accum == 0 or i + 1 == total
             # micro-batches that do not step keep their gradients local (no all-reduce)
             sync = contextlib.nullcontext() if steps or not self.distributed else self.train_model.no_sync()
             with sync:
@@ -228,6 +294,8 @@ class RunnerBase:
                 else:
                     self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
+                if cfg.save_freq_iters and i + 1 < total and ((i + 1) // accum) % cfg.save_freq_iters == 0:
+                    self.save_checkpoint(epoch, iters=i + 1)
             lr = self.optimizer.param_groups[0]["lr"]
             if self.distributed:  # the mean over ranks, the loss whose gradient the step uses
                 (value,) = dist_utils.all_reduce_mean([loss.item()])
@@ -236,7 +304,7 @@ class RunnerBase:
                 value = loss.item()
             losses.append(value)
             self.log({"epoch": epoch, "iter": i, "loss": round(value, 6), "lr": lr, **extras})
-            if i % max(1, cfg.log_freq) == 0 or i + 1 == len(loader):
+            if i % max(1, cfg.log_freq) == 0 or i + 1 == total:
                 progress.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
         return sum(losses) / max(len(losses), 1)
 
@@ -248,7 +316,7 @@ class RunnerBase:
         if dataset is None:
             raise ValueError(f"run asks to evaluate split '{split}' but no dataset has it")
         self.model.eval()
-        loader = self._loader(dataset, self.run_cfg.batch_size_eval, shuffle=False)
+        loader = self._loader(dataset, self.run_cfg.batch_size_eval)
         with self._autocast():
             result = self.task.evaluation(self.model, loader, max_new_tokens=self.run_cfg.max_new_tokens)
         self.log({"eval_split": split, **result})
@@ -264,8 +332,8 @@ class RunnerBase:
         if dist_utils.is_main_process():
             with open(os.path.join(self.output_dir, "config.json"), "w", encoding="utf-8") as handle:
                 handle.write(self.config.pretty_print())
-        if cfg.resume_ckpt_path:
-            self.resume(cfg.resume_ckpt_path)
+        if self.resume_path:
+            self.resume(self.resume_path)
         results = {}
         if not cfg.evaluate:
             train_set = self._split(cfg.train_splits[0]) if len(cfg.train_splits) == 1 else ConcatDataset(
@@ -275,7 +343,8 @@ class RunnerBase:
                 raise ValueError(f"no dataset has the train split(s) {list(cfg.train_splits)}")
             start = time.time()
             for epoch in range(self.start_epoch, cfg.max_epoch):
-                mean_loss = self.train_epoch(epoch, self._train_loader(train_set, epoch))
+                start_iter = self.start_iters if epoch == self.start_epoch else 0
+                mean_loss = self.train_epoch(epoch, self._train_loader(train_set, epoch, start_iter), start_iter)
                 self.save_checkpoint(epoch)
                 if dist_utils.is_main_process():
                     print(f"epoch {epoch}: mean loss {mean_loss:.4f} ({time.time() - start:.0f}s elapsed)")
@@ -283,3 +352,8 @@ class RunnerBase:
             results[split] = self.evaluate(split)
         dist_utils.barrier()  # the other ranks wait while rank 0 saves and evaluates
         return results
+
+
+def _parts(dataset):
+    """The datasets inside a (possibly concatenated) training set."""
+    return list(dataset.datasets) if isinstance(dataset, ConcatDataset) else [dataset]

@@ -117,3 +117,33 @@ def test_instruction_format_file_of_the_synthetic_set_loads(shapes_root):
                             str(shapes_root / "image"), [str(shapes_root / "train_instruction.json")])
     assert len(ds) == 40 and ds[0]["conversations"][0]["from"] == "user"
     assert isinstance(ds[0]["image"][0], torch.Tensor)
+
+
+def test_augmentation_is_a_function_of_seed_epoch_and_sample(folder):
+    rows = [{"image": "a.png", "instruction": "<ImageHere> 什么颜色?", "output": "red"}, {"image": "b.png", "instruction": "<ImageHere> colour?", "output": "blue"}]
+    ann = folder / "ann.json"
+    ann.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    gradient = bytes((7 * i) % 256 for i in range(400))  # a textured image, so crops differ
+    Image.frombytes("L", (20, 20), gradient).convert("RGB").save(folder / "image" / "a.png")
+    data = InstructionDataset(
+        load_processor("blip2_image_train", {"image_size": 16, "min_scale": 0.3}), load_processor("base_instruction"), str(folder / "image"), [str(ann)]
+    )
+    data.set_epoch(seed=1, epoch=0)
+    before = torch.get_rng_state()
+    first = data[0]["image"][0]
+    assert torch.equal(torch.get_rng_state(), before)  # the caller's generator is untouched
+    torch.manual_seed(99)  # another worker / process state: no influence
+    assert torch.equal(data[0]["image"][0], first)
+    data.set_epoch(seed=1, epoch=1)
+    assert not torch.equal(data[0]["image"][0], first)  # a new epoch, a new crop
+    data.set_epoch(seed=2, epoch=0)
+    assert not torch.equal(data[0]["image"][0], first)
+
+
+def test_lengths_estimate_tokens_from_text_bytes_and_images(folder):
+    data = dataset(folder, [
+        {"image": "a.png", "instruction": "<ImageHere> abcdef", "output": "xyz"},
+        {"image": ["a.png", "b.png"], "conversations": [{"from": "user", "value": "<ImageHere><ImageHere> 红色"}, {"from": "assistant", "value": "ok"}]},
+    ])
+    text_bytes = [len("<ImageHere> abcdef".encode()) + 3, len("<ImageHere><ImageHere> 红色".encode()) + 2]
+    assert data.lengths(image_tokens=32) == [text_bytes[0] // 3 + 32, text_bytes[1] // 3 + 64]

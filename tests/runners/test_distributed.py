@@ -6,6 +6,7 @@ permutation the single-process loader draws from `run.seed + epoch`), so step s 
 averages the gradients of rank 0's and rank 1's batch s.  The single process runs with
 `accum_grad_iters: 2` on a loader whose micro-batch 2s+k is rank k's batch s (built here, in the
 test, by replacing `RunnerBase._train_loader`), and averages the same two micro-batch gradients.
+The lr schedule counts global micro-batches, so both runs warm up and decay alike.
 """
 
 import json
@@ -33,7 +34,7 @@ INTERLEAVED_TRAIN = textwrap.dedent(
     from lavis.datasets.datasets.instruction_dataset import InstructionDataset
     from lavis.runners.runner_base import RunnerBase
 
-    def interleaved_loader(self, dataset, epoch, world=2):
+    def interleaved_loader(self, dataset, epoch, start_batch=0, world=2):
         perm = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.run_cfg.seed + epoch)).tolist()
         shards, size = [perm[r::world] for r in range(world)], self.run_cfg.batch_size_train
         order = [i for s in range(0, len(shards[0]), size) for shard in shards for i in shard[s : s + size]]
@@ -66,10 +67,11 @@ def write_config(shapes_root, tmp_path):
                     val: {{storage: {shapes_root / "val.json"}}}
                   images: {{storage: {shapes_root / "image"}}}
             run:
-              lr_sched: constant_lr
+              lr_sched: linear_warmup_cosine_lr
               init_lr: 1e-3
-              warmup_lr: 1e-3
-              warmup_steps: 0
+              min_lr: 1e-4
+              warmup_lr: 1e-5
+              warmup_steps: 6
               betas: [0.9, 0.95]
               grad_norm_clip: 1.0
               max_epoch: {EPOCHS}
@@ -132,6 +134,7 @@ def test_ddp_step_equals_single_process_accumulation(ddp_and_single):
         pair = single_steps[2 * s : 2 * s + 2]
         assert (record["epoch"], record["iter"]) == (pair[0]["epoch"], s % 5)
         assert abs(record["loss"] - (pair[0]["loss"] + pair[1]["loss"]) / 2) < 1e-5, (s, record, pair)
+        assert record["lr"] == pair[0]["lr"] == pair[1]["lr"]  # warmup and cosine counted alike
     assert ddp_steps[-1]["loss"] < ddp_steps[0]["loss"]  # and it learns
     ddp_weights = torch.load(ddp_job / f"checkpoint_{EPOCHS - 1}.pth", weights_only=True)["model"]
     single_weights = torch.load(single_job / f"checkpoint_{EPOCHS - 1}.pth", weights_only=True)["model"]

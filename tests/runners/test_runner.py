@@ -61,7 +61,8 @@ def test_checkpoint_holds_trainable_state_and_resumes(shapes_root, tmp_path):
     runner = make_runner(cfg)
     runner.train()
     ckpt = torch.load(tmp_path / "job" / "checkpoint_0.pth", weights_only=True)
-    assert set(ckpt) == {"model", "optimizer", "scaler", "config", "epoch"} and ckpt["epoch"] == 0
+    assert set(ckpt) == {"model", "optimizer", "scaler", "config", "epoch", "iters", "rng"} and ckpt["epoch"] == 0
+    assert ckpt["iters"] is None and len(ckpt["rng"]) == 1  # an epoch-end checkpoint of one process
     assert set(ckpt["model"]) == {n for n, p in runner.model.named_parameters() if p.requires_grad}
     resumed_cfg = run_config(shapes_root, tmp_path, max_epoch=2, valid_splits=[], resume_ckpt_path=str(tmp_path / "job" / "checkpoint_0.pth"))
     resumed = make_runner(resumed_cfg, job="job2")

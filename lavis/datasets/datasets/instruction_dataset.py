@@ -10,8 +10,14 @@ keys, wrong types, a number of `<ImageHere>` different from the number of images
 image file) are skipped at load time with one warning that names file, row and reason;
 an image that turns out unreadable at training time is reported and replaced by the next
 readable sample, so a run never dies on one bad file.
+
+For exact resume the runner calls `set_epoch(seed, epoch)` on training sets: random image
+augmentation of sample i then draws from torch's CPU generator seeded with (seed, epoch, i), so
+it does not depend on which worker, rank or resumed run loads the sample.  `lengths()` gives
+the token-length estimates that `run.group_by_length` sorts by.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -101,6 +107,28 @@ class InstructionDataset(Dataset):
         self.annotation = load_annotations(ann_paths, vis_root)
         if not self.annotation:
             raise AnnotationError(f"no usable rows in {list(ann_paths)}")
+        self._augment_seed = None
+
+    def set_epoch(self, seed, epoch):
+        self._augment_seed = (int(seed), int(epoch))
+
+    @contextlib.contextmanager
+    def _sample_rng(self, index):
+        if self._augment_seed is None:
+            yield
+            return
+        seed, epoch = self._augment_seed
+        with torch.random.fork_rng(devices=[]):  # the caller's CPU generator is left as it was
+            torch.default_generator.manual_seed((seed * 1_000_003 + epoch) * 10_000_019 + index)
+            yield
+
+    def lengths(self, image_tokens):
+        """A cheap estimate of each sample's token count: UTF-8 bytes of its text / 3 (about one
+        token per Chinese character or per 3 to 4 English letters) + `image_tokens` per image."""
+        return [
+            sum(len(str(m["value"]).encode("utf-8")) for m in row["conversations"]) // 3 + image_tokens * len(row["images"])
+            for row in self.annotation
+        ]
 
     def __len__(self):
         return len(self.annotation)
@@ -114,7 +142,8 @@ class InstructionDataset(Dataset):
         for attempt in range(len(self.annotation)):
             row = self.annotation[(index + attempt) % len(self.annotation)]
             try:
-                images = [self._load_image(p) for p in row["images"]]
+                with self._sample_rng((index + attempt) % len(self.annotation)):
+                    images = [self._load_image(p) for p in row["images"]]
             except (OSError, Image.DecompressionBombError, ValueError) as err:
                 logging.warning("unreadable image in sample %d (%s): %s; using the next sample", index + attempt, row["images"], err)
                 continue
