@@ -108,7 +108,7 @@ class RunLogger:
             self._wandb_run.log(dict(values), step=step)
 
     def close(self):
-        """Flush and close the writers, then draw curves.png from log.jsonl (if there is one)."""
+        """Flush and close the writers, then, if the run trained, draw curves.png from log.jsonl."""
         if not self.is_main:
             return
         if self._writer is not None:
