@@ -149,6 +149,9 @@ class RunConfig:
     seed: int = 42
     output_dir: str = "output"
     log_freq: int = 50
+    tensorboard: bool = True  # scalars (loss, lr, grad norm, tokens/s, memory) into <output_dir>/<job_id>/tensorboard/
+    wandb: bool = False  # the same scalars to Weights & Biases when wandb is installed (mode from WANDB_MODE)
+    wandb_project: str = "minigpt4qwen"
     amp: bool = False
     autocast_dtype: str = "bf16"
     loss_scale: bool = False

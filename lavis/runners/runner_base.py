@@ -2,8 +2,9 @@
 
 Built by `train.py` from the run config (`run.runner: runner_base`).  Writes into
 `<run.output_dir>/<job_id>/`: `config.json`, `log.jsonl` (one JSON object per iteration with
-loss and lr, plus evaluation results), `checkpoint_<epoch>.pth` (trainable weights, optimizer,
-scaler, config, epoch; written atomically).
+loss, lr and the optimizer `step`, `grad_norm` (before clipping) when it steps, plus evaluation
+results), `tensorboard/` and `curves.png` (`lavis/common/logger.py`), `checkpoint_<epoch>.pth`
+(trainable weights, optimizer, scaler, config, epoch; written atomically).
 
 Distributed (launched by torchrun, see `lavis/common/dist_utils.py`): the model is wrapped in
 DistributedDataParallel; each rank reads its own shard of the training set through a
@@ -46,6 +47,7 @@ from tqdm import tqdm
 
 from lavis.common import dist_utils
 from lavis.common.checkpoint import CheckpointError, load_file, save_file
+from lavis.common.logger import RunLogger, StepMeter, memory_scalars
 from lavis.common.registry import registry
 from lavis.datasets.datasets.instruction_dataset import InstructionDataset
 from lavis.runners import train_state
@@ -95,6 +97,7 @@ class RunnerBase:
         if dist_utils.is_main_process():
             os.makedirs(self.output_dir, exist_ok=True)
         self.log_path = os.path.join(self.output_dir, "log.jsonl")
+        self.run_logger = RunLogger(self.output_dir, self.run_cfg, dist_utils.is_main_process(), name=job_id, config=cfg.to_dict())
         self.start_epoch, self.start_iters = 0, 0
         self.optimizer = torch.optim.AdamW(
             param_groups(self.model, self.run_cfg.weight_decay, self.run_cfg.lr_scale), lr=self.run_cfg.init_lr, betas=tuple(self.run_cfg.betas)
@@ -268,7 +271,7 @@ class RunnerBase:
             enumerate(loader, start=start_iter), desc=f"epoch {epoch}", total=total, initial=start_iter,
             dynamic_ncols=True, mininterval=1.0, disable=not dist_utils.is_main_process(),
         )
-        losses = []
+        losses, meter, steps_per_epoch = [], StepMeter(), -(-total // accum)
         for i, samples in progress:
             self.lr_scheduler.step(cur_epoch=epoch, cur_step=self._sched_step(i))
             samples = self._to_device(samples)
@@ -285,9 +288,11 @@ class RunnerBase:
             if steps:
                 if self.scaler:
                     self.scaler.unscale_(self.optimizer)
-                if cfg.grad_norm_clip:
-                    params = [p for group in self.optimizer.param_groups for p in group["params"]]
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_norm_clip)
+                params = [p for group in self.optimizer.param_groups for p in group["params"]]
+                if cfg.grad_norm_clip:  # the norm before clipping, either way
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_norm_clip).item()
+                else:
+                    grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]).item()
                 if self.scaler:
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
@@ -297,13 +302,20 @@ class RunnerBase:
                 if cfg.save_freq_iters and i + 1 < total and ((i + 1) // accum) % cfg.save_freq_iters == 0:
                     self.save_checkpoint(epoch, iters=i + 1)
             lr = self.optimizer.param_groups[0]["lr"]
+            counts = [extras.get("num_tokens", 0), extras.get("num_padded_tokens", 0)]
             if self.distributed:  # the mean over ranks, the loss whose gradient the step uses
-                (value,) = dist_utils.all_reduce_mean([loss.item()])
-                extras = {k: v for k, v in extras.items() if k != "num_tokens"}  # counts are per rank
+                value, *counts = dist_utils.all_reduce_mean([loss.item(), *counts])
+                counts = [round(c * dist_utils.get_world_size()) for c in counts]  # all ranks' tokens
+                extras = {k: v for k, v in extras.items() if not k.startswith("num_")}  # counts are per rank
             else:
                 value = loss.item()
             losses.append(value)
-            self.log({"epoch": epoch, "iter": i, "loss": round(value, 6), "lr": lr, **extras})
+            meter.add(value, *counts)
+            step = epoch * steps_per_epoch + i // accum + 1  # optimizer steps so far, this one included
+            grad = {"grad_norm": round(grad_norm, 6)} if steps else {}
+            self.log({"epoch": epoch, "iter": i, "step": step, "loss": round(value, 6), "lr": lr, **grad, **extras})
+            if steps:
+                self.run_logger.scalars(step, {**meter.pop(), "train/lr": lr, "train/grad_norm": grad_norm, **memory_scalars(self.device)})
             if i % max(1, cfg.log_freq) == 0 or i + 1 == total:
                 progress.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
         return sum(losses) / max(len(losses), 1)
@@ -325,6 +337,14 @@ class RunnerBase:
         return result
 
     def train(self):
+        """Train (unless `run.evaluate`) and evaluate; the run's logs are closed and curves.png
+        drawn at the end, also when training stops on an error."""
+        try:
+            return self._train_and_evaluate()
+        finally:
+            self.run_logger.close()
+
+    def _train_and_evaluate(self):
         cfg = self.run_cfg
         set_seed(cfg.seed + dist_utils.get_rank())  # per-rank dropout/augmentation; data order comes from the sampler
         if cfg.threads:

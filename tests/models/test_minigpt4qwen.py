@@ -52,6 +52,7 @@ def test_loss_equals_full_vocabulary_cross_entropy(tiny_model):
     ref = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX)
     assert out["loss"].item() == pytest.approx(ref.item(), abs=1e-5)
     assert out["num_tokens"] == int((labels[:, 1:] != IGNORE_INDEX).sum())
+    assert out["num_padded_tokens"] == 2 * length > sum(len(e.input_ids) for e in enc)  # the shorter one is padded
 
 
 def test_padding_to_the_batch_does_not_change_a_sample(tiny_model):

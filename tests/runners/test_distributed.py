@@ -147,7 +147,7 @@ def test_ddp_step_equals_single_process_accumulation(ddp_and_single):
 def test_only_rank_0_writes_and_prints_and_its_checkpoint_loads_in_one_process(ddp_and_single, tmp_path):
     ddp, ddp_job, _, _ = ddp_and_single
     assert sorted(p.name for p in ddp_job.parent.iterdir()) == [ddp_job.name]  # one job folder
-    assert sorted(p.name for p in ddp_job.iterdir()) == ["checkpoint_0.pth", "checkpoint_1.pth", "config.json", "log.jsonl"]
+    assert sorted(p.name for p in ddp_job.iterdir()) == ["checkpoint_0.pth", "checkpoint_1.pth", "config.json", "curves.png", "log.jsonl", "tensorboard"]
     log = [json.loads(line) for line in open(ddp_job / "log.jsonl", encoding="utf-8")]
     assert len(log) == EPOCHS * 5 + 1 and log[-1]["eval_split"] == "val" and log[-1]["total"] == 12  # no duplicated lines
     assert ddp.stdout.count("held-out exact-match accuracy") == 1
@@ -159,6 +159,23 @@ def test_only_rank_0_writes_and_prints_and_its_checkpoint_loads_in_one_process(d
     saved = torch.load(ddp_job / "checkpoint_1.pth", weights_only=True)["model"]
     state = model.state_dict()
     assert all(torch.equal(state[name], value) for name, value in saved.items())
+
+
+@pytest.mark.slow
+def test_ddp_tensorboard_counts_every_ranks_tokens(ddp_and_single):
+    """DDP step s holds rank 0's and rank 1's batch s: the single run's micro-batches 2s and 2s+1."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, ddp_job, _, single_job = ddp_and_single
+    events = EventAccumulator(str(ddp_job / "tensorboard"))
+    events.Reload()
+    labelled, padded = events.Scalars("train/tokens_per_s"), events.Scalars("train/padded_tokens_per_s")
+    assert [e.step for e in labelled] == [e.step for e in padded] == list(range(1, EPOCHS * 5 + 1))
+    single_steps = steps(single_job)
+    for s, (tokens, pads) in enumerate(zip(labelled, padded)):
+        pair = single_steps[2 * s : 2 * s + 2]
+        expected = sum(r["num_tokens"] for r in pair) / sum(r["num_padded_tokens"] for r in pair)
+        assert tokens.value / pads.value == pytest.approx(expected, rel=1e-4), s
 
 
 def test_one_rank_failing_stops_every_rank_with_one_message(shapes_root, tmp_path):

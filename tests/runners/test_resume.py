@@ -8,6 +8,7 @@ slow test kills a real `train.py` process with SIGKILL mid-epoch and resumes it 
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lavis.runners import train_state
 from tests.runners.test_runner import make_runner, read_log, run_config
@@ -87,6 +89,7 @@ def test_resume_auto_continues_the_newest_job_in_its_folder_and_rewrites_its_log
         for record in log:
             handle.write(json.dumps(record) + "\n")
         handle.write('{"epoch": 1, "it')  # cut short by the kill
+    shutil.copytree(uninterrupted / "tensorboard", job / "tensorboard")  # holds all 6 steps already
     runner = make_runner(augmented_config(shapes_root, tmp_path, resume_ckpt_path="auto"), job="new")
     assert runner.resume_path == str(job / "checkpoint_1_iter2.pth") and runner.output_dir == str(job)
     runner.train()
@@ -95,6 +98,9 @@ def test_resume_auto_continues_the_newest_job_in_its_folder_and_rewrites_its_log
     resumed_log = [r for r in read_log(job / "log.jsonl") if "iter" in r]
     assert [(r["epoch"], r["iter"]) for r in resumed_log] == [(e, i) for e in range(2) for i in range(5)]
     assert [r["loss"] for r in resumed_log] == [r["loss"] for r in log if "iter" in r]
+    events = EventAccumulator(str(job / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]  # steps 5-6 purged, then rewritten
 
 
 def test_resume_auto_without_checkpoints_starts_a_new_run(shapes_root, tmp_path):

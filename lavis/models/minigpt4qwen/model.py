@@ -154,7 +154,8 @@ class MiniGPT4Qwen(BaseModel):
     def forward(self, samples):
         """samples: {"image": (N, 3, H, W) all images of the batch in order, "conversations": [...]}.
 
-        Returns {"loss": mean cross-entropy over labelled tokens, "num_tokens": their count}.
+        Returns {"loss": mean cross-entropy over labelled tokens, "num_tokens": their count,
+        "num_padded_tokens": the padded batch's token count (batch x longest sequence)}.
         """
         encoded = [self.prompt.encode_conversation(c, self.max_txt_len) for c in samples["conversations"]]
         images = samples.get("image")
@@ -178,7 +179,7 @@ class MiniGPT4Qwen(BaseModel):
         num_tokens = int(selected.sum())
         logits = self.llm_model.get_output_embeddings()(hidden[:, :-1][selected])
         loss = F.cross_entropy(logits.float(), targets[selected], reduction="sum") / max(num_tokens, 1)
-        return {"loss": loss, "num_tokens": num_tokens}
+        return {"loss": loss, "num_tokens": num_tokens, "num_padded_tokens": input_ids.numel()}
 
     def _decoder(self):
         """The LLM's transformer body (under a LoRA wrapper if there is one)."""
