@@ -33,6 +33,7 @@ from tqdm import tqdm
 from lavis.common import dist_utils
 from lavis.common.checkpoint import CheckpointError, load_file, save_file
 from lavis.common.registry import registry
+from lavis.datasets.cached_features import attach_cached_features
 from lavis.datasets.datasets.instruction_dataset import InstructionDataset
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -69,6 +70,7 @@ class RunnerBase:
         self.run_cfg = cfg.run_cfg
         self.task = task
         self.datasets = datasets
+        attach_cached_features(cfg, model, datasets)  # run.use_cached_features: images -> cached features
         self.job_id = job_id
         self.distributed = dist_utils.is_dist_avail_and_initialized()
         self.device = self._pick_device(self.run_cfg.device)
