@@ -93,7 +93,7 @@ def attach_cached_features(cfg, model, datasets):
         if read_index(group["folder"]) is None:
             reason = why_missing(group["vis_root"], group["info"])
             logging.error("feature cache for %s %s", splits, reason)
-            raise FeatureCacheError(f"no feature cache for {splits} at {group['folder']} ({reason}); run: {COMMAND}")
+            raise FeatureCacheError(f"no feature cache for {splits} at {group['folder']}: {reason}; run: {COMMAND}")
         store = FeatureStore(group["folder"], group["paths"])
         for _, _, dataset in group["members"]:
             dataset.use_feature_store(store)
