@@ -45,6 +45,7 @@ def main(argv=None):
     from lavis.common.config import Config, ConfigError
     from lavis.common.registry import UnknownNameError, registry
     from lavis.datasets.datasets.instruction_dataset import AnnotationError
+    from lavis.datasets.feature_cache import FeatureCacheError
     from lavis.models.minigpt4qwen.weights import MissingWeightsError
     from lavis.runners.runner_base import set_seed
     from lavis.tasks import setup_task
@@ -62,7 +63,7 @@ def main(argv=None):
         job_id = time.strftime("%Y%m%d%H%M%S")
         runner = registry.get_runner_class(cfg.run_cfg.runner)(cfg, task, model, datasets, job_id)
         runner.train()
-    except (ConfigError, UnknownNameError, MissingWeightsError, CheckpointError, AnnotationError) as err:
+    except (ConfigError, UnknownNameError, MissingWeightsError, CheckpointError, AnnotationError, FeatureCacheError) as err:
         print(f"error: {rank_prefix(dist_utils)}{err}", file=sys.stderr, flush=True)
         return 2
     except Exception as err:

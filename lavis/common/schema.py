@@ -170,3 +170,7 @@ class RunConfig:
     keep_last_n: int = 0  # keep only the newest N epoch checkpoints; 0 keeps all
     dist_timeout_s: int = 1800  # limit of every collective: a rank waiting on a dead peer stops
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    # train on Q-former outputs precomputed by `python -m lavis.tools.cache_features` (frozen,
+    # deterministic image side only): only llm_proj and the LLM run per step
+    use_cached_features: bool = False
+    cached_features_dtype: str = "fp32"  # fp32 / fp16 / bf16: how the cache stores the features

@@ -49,6 +49,7 @@ from lavis.common import dist_utils
 from lavis.common.checkpoint import CheckpointError, load_file, save_file
 from lavis.common.logger import RunLogger, StepMeter, memory_scalars
 from lavis.common.registry import registry
+from lavis.datasets.cached_features import attach_cached_features
 from lavis.datasets.datasets.instruction_dataset import InstructionDataset
 from lavis.runners import train_state
 from lavis.runners.samplers import ResumableSampler
@@ -87,6 +88,7 @@ class RunnerBase:
         self.run_cfg = cfg.run_cfg
         self.task = task
         self.datasets = datasets
+        attach_cached_features(cfg, model, datasets)  # run.use_cached_features: images -> cached features
         self.job_id = job_id
         self.distributed = dist_utils.is_dist_avail_and_initialized()
         self.device = self._pick_device(self.run_cfg.device)

@@ -59,8 +59,10 @@ class BaseTask:
                 prompts.append(ids)
                 keep += range(offset, offset + num_images)
                 offset += question.count("<ImageHere>")
-            images = batch["image"][keep] if keep else None
-            replies = model.generate_from_ids(prompts, images, max_new_tokens=max_new_tokens, do_sample=False)
+            images, features = batch.get("image"), batch.get("image_features")  # features: run.use_cached_features
+            images = images[keep] if keep and images is not None else None
+            features = features[keep] if keep and features is not None else None
+            replies = model.generate_from_ids(prompts, images, features, max_new_tokens=max_new_tokens, do_sample=False)
             for reply, conversation, meta in zip(replies, batch["conversations"], batch["meta"]):
                 predicted = model.llm_tokenizer.decode(reply, skip_special_tokens=True).strip()
                 expected = conversation[1]["value"].strip()

@@ -108,6 +108,7 @@ class InstructionDataset(Dataset):
         if not self.annotation:
             raise AnnotationError(f"no usable rows in {list(ann_paths)}")
         self._augment_seed = None
+        self.feature_store = None  # {image path: cached Q-former outputs}, set by use_feature_store
 
     def set_epoch(self, seed, epoch):
         self._augment_seed = (int(seed), int(epoch))
@@ -130,10 +131,20 @@ class InstructionDataset(Dataset):
             for row in self.annotation
         ]
 
+    def image_paths(self):
+        """The distinct image paths (relative to `vis_root`) of every row, in first-use order."""
+        return list(dict.fromkeys(p for row in self.annotation for p in row["images"]))
+
+    def use_feature_store(self, store):
+        """Serve cached Q-former outputs (store[path] -> tensor) instead of processed images."""
+        self.feature_store = store
+
     def __len__(self):
         return len(self.annotation)
 
     def _load_image(self, path):
+        if self.feature_store is not None:
+            return self.feature_store[path]
         full = os.path.join(self.vis_root, path)
         with Image.open(full) as image:
             return self.vis_processor(image.convert("RGB"))
@@ -151,14 +162,17 @@ class InstructionDataset(Dataset):
                 {"from": m["from"], "value": self.text_processor(m["value"]) if ROLE_ALIASES[str(m["from"]).lower()] == "user" else m["value"]}
                 for m in row["conversations"]
             ]
-            return {"image": images, "conversations": conversations, "meta": row["meta"], "index": (index + attempt) % len(self.annotation)}
+            key = "image" if self.feature_store is None else "image_features"
+            return {key: images, "conversations": conversations, "meta": row["meta"], "index": (index + attempt) % len(self.annotation)}
         raise RuntimeError("no readable image in the whole dataset")
 
     @staticmethod
     def collater(samples):
-        images = [image for sample in samples for image in sample["image"]]
+        images = [image for sample in samples for image in sample.get("image", [])]
+        features = [feature for sample in samples for feature in sample.get("image_features", [])]
         return {
             "image": torch.stack(images) if images else None,
+            "image_features": torch.stack(features) if features else None,
             "conversations": [sample["conversations"] for sample in samples],
             "meta": [sample["meta"] for sample in samples],
             "index": [sample["index"] for sample in samples],

@@ -121,16 +121,39 @@ class MiniGPT4Qwen(BaseModel):
             return torch.autocast(device_type=self.device.type, dtype=torch.float16)
         return contextlib.nullcontext()
 
-    def encode_image(self, images):
-        """(N, 3, H, W) images -> (N, num_query_token, llm hidden) embeddings for the LLM."""
+    def encode_queries(self, images):
+        """(N, 3, H, W) images -> (N, num_query_token, Q-former hidden): the image side before
+        `llm_proj` (what `lavis.tools.cache_features` stores when the image side is frozen)."""
         vit_frozen = not any(p.requires_grad for p in self.visual_encoder.parameters())
         with torch.no_grad() if vit_frozen else contextlib.nullcontext(), self._vit_context():
             feats = vit_features(self.visual_encoder, images)
         qformer_frozen = not any(p.requires_grad for p in [*self.Qformer.parameters(), *self.ln_vision.parameters(), self.query_tokens])
         with torch.no_grad() if vit_frozen and qformer_frozen else contextlib.nullcontext():
             feats = self.ln_vision(feats.float())
-            queries = query_features(self.Qformer, self.query_tokens, feats)
-        return self.llm_proj(queries)
+            return query_features(self.Qformer, self.query_tokens, feats)
+
+    def image_encoder_state(self):
+        """The tensors that decide `encode_queries` (ViT, ln_vision, Q-former, query tokens), by name."""
+        state = {"query_tokens": self.query_tokens}
+        for prefix, module in (("visual_encoder", self.visual_encoder), ("ln_vision", self.ln_vision), ("Qformer", self.Qformer)):
+            state.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
+        return state
+
+    def project_queries(self, queries):
+        """Q-former outputs (e.g. cached ones) -> embeddings for the LLM: `llm_proj` only."""
+        return self.llm_proj(queries.to(self.llm_proj.weight.device, self.llm_proj.weight.dtype))
+
+    def encode_image(self, images):
+        """(N, 3, H, W) images -> (N, num_query_token, llm hidden) embeddings for the LLM."""
+        return self.project_queries(self.encode_queries(images))
+
+    def _image_embeds(self, images=None, image_features=None, keep=None):
+        """LLM embeddings of the images kept, from pixels or from cached Q-former outputs."""
+        source = image_features if image_features is not None else images
+        if source is None or (keep is not None and not keep) or not len(source):
+            return None
+        source = source if keep is None else source[keep]
+        return self.project_queries(source) if image_features is not None else self.encode_image(source)
 
     # -- text + image embeddings ---------------------------------------------------
     def embed_with_images(self, input_ids, image_embeds):
@@ -152,22 +175,24 @@ class MiniGPT4Qwen(BaseModel):
 
     # -- training -----------------------------------------------------------------
     def forward(self, samples):
-        """samples: {"image": (N, 3, H, W) all images of the batch in order, "conversations": [...]}.
+        """samples: {"image": (N, 3, H, W) all images of the batch in order, "conversations": [...]};
+        instead of "image", "image_features": (N, num_query_token, Q-former hidden) cached
+        Q-former outputs (`run.use_cached_features`), of which only `llm_proj` runs.
 
         Returns {"loss": mean cross-entropy over labelled tokens, "num_tokens": their count,
         "num_padded_tokens": the padded batch's token count (batch x longest sequence)}.
         """
         encoded = [self.prompt.encode_conversation(c, self.max_txt_len) for c in samples["conversations"]]
-        images = samples.get("image")
+        images, features = samples.get("image"), samples.get("image_features")
         total = sum(e.num_images_total for e in encoded)
-        given = 0 if images is None else images.shape[0]
+        given = sum(0 if t is None else t.shape[0] for t in (images, features))
         if total != given:
             raise ValueError(f"the batch's conversations have {total} {IMAGE_TOKEN} but {given} images were given")
         keep, offset = [], 0
         for e in encoded:
             keep += range(offset, offset + e.num_images)
             offset += e.num_images_total
-        image_embeds = self.encode_image(images[keep]) if keep else None
+        image_embeds = self._image_embeds(images, features, keep)
 
         input_ids = self._pad([e.input_ids for e in encoded], self.llm_tokenizer.pad_token_id)
         labels = self._pad([e.labels for e in encoded], IGNORE_INDEX)
@@ -190,9 +215,11 @@ class MiniGPT4Qwen(BaseModel):
 
     # -- generation -----------------------------------------------------------------
     @torch.no_grad()
-    def generate_from_ids(self, prompts, images=None, **generate_kwargs):
-        """Generate replies for prompt id lists (left-padded as a batch). Returns new ids per prompt."""
-        image_embeds = self.encode_image(images) if images is not None and len(images) else None
+    def generate_from_ids(self, prompts, images=None, image_features=None, **generate_kwargs):
+        """Generate replies for prompt id lists (left-padded as a batch). Returns new ids per prompt.
+
+        Images come as pixels (`images`) or as cached Q-former outputs (`image_features`)."""
+        image_embeds = self._image_embeds(images, image_features)
         input_ids = self._pad(prompts, self.llm_tokenizer.pad_token_id, left=True)
         attention_mask = self._pad([[1] * len(p) for p in prompts], 0, left=True)
         embeds = self.embed_with_images(input_ids, image_embeds)

@@ -1,0 +1,106 @@
+"""Precompute the frozen image side's features: `python -m lavis.tools.cache_features --cfg-path CFG [--options ...]`.
+
+Builds the model and datasets from the run config exactly as `train.py` does (same seed, so a
+randomly initialised encoder is the same one), runs ViT -> ln_vision -> Q-former once per
+distinct image of every split (batches of `run.batch_size_eval`, on `run.device`, eval mode,
+no gradients) and writes the query outputs before `llm_proj` under
+`<vis_root>/.feature_cache/<settings key>/` (layout: `lavis/datasets/feature_cache.py`).
+A cache that is already complete is left as is. Train from it with
+`--options run.use_cached_features=True`.
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from lavis.datasets.feature_cache import read_index, write_cache
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cfg-path", required=True, help="run config YAML (the one you train with)")
+    parser.add_argument("--options", nargs="+", default=[], help="overrides of config keys, e.g. model.freeze_vit=True")
+    return parser.parse_args(argv)
+
+
+def compute_features(model, processor, images, batch_size, device, desc):
+    """{sha256: (num_query_token, hidden) CPU tensor} for {sha256: image file}."""
+    features = {}
+    items = sorted(images.items())
+    with torch.no_grad(), tqdm(total=len(items), desc=desc, unit="img", dynamic_ncols=True) as progress:
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            pixels = []
+            for _, path in chunk:
+                with Image.open(path) as image:
+                    pixels.append(processor(image.convert("RGB")))
+            out = model.encode_queries(torch.stack(pixels).to(device)).float().cpu()
+            features.update({h: row.clone() for (h, _), row in zip(chunk, out)})
+            progress.update(len(chunk))
+    return features
+
+
+def cache_all(cfg, model, datasets, device):
+    """Write every missing or stale cache of the run's datasets; returns [(folder, images, written?)]."""
+    from lavis.datasets.cached_features import cache_groups
+
+    model.to(device).eval()
+    done = []
+    for group in cache_groups(cfg, model, datasets, "lavis.tools.cache_features"):
+        splits = ", ".join(f"{n}/{s}" for n, s, _ in group["members"])
+        index = read_index(group["folder"])
+        if index is not None and all(h in index["entries"] for h in group["paths"].values()):
+            logging.info("feature cache for %s is up to date: %s", splits, group["folder"])
+            done.append((group["folder"], len(group["paths"]), False))
+            continue
+        logging.info("feature cache for %s is %s: computing %s", splits, "stale" if index else "missing", group["folder"])
+        files = {h: os.path.join(group["vis_root"], p) for p, h in group["paths"].items()}
+        processor = group["members"][0][2].vis_processor
+        features = compute_features(model, processor, files, max(1, cfg.run_cfg.batch_size_eval), device, splits)
+        write_cache(group["folder"], group["info"], features)
+        logging.info("wrote %d image features (%s) to %s", len(features), "x".join(map(str, next(iter(features.values())).shape)), group["folder"])
+        done.append((group["folder"], len(group["paths"]), True))
+    return done
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    import lavis  # noqa: F401  (registers every component)
+    from lavis.common.checkpoint import CheckpointError
+    from lavis.common.config import Config, ConfigError
+    from lavis.common.registry import UnknownNameError
+    from lavis.datasets.datasets.instruction_dataset import AnnotationError
+    from lavis.datasets.feature_cache import FeatureCacheError
+    from lavis.models.minigpt4qwen.weights import MissingWeightsError
+    from lavis.runners.runner_base import set_seed
+    from lavis.tasks import setup_task
+
+    try:
+        cfg = Config(args)
+        if cfg.run_cfg.threads:
+            torch.set_num_threads(cfg.run_cfg.threads)
+        device = cfg.run_cfg.device
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            logging.warning("run.device=%s but no CUDA device is available: computing on CPU", device)
+            device = "cpu"
+        set_seed(cfg.run_cfg.seed)  # as train.py: the same initial weights
+        task = setup_task(cfg)
+        task.check_files(cfg)
+        datasets = task.build_datasets(cfg)
+        model = task.build_model(cfg)
+        for folder, count, written in cache_all(cfg, model, datasets, torch.device(device)):
+            print(f"{'wrote' if written else 'up to date'}: {folder} ({count} images)")
+    except (ConfigError, UnknownNameError, MissingWeightsError, CheckpointError, AnnotationError, FeatureCacheError) as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
