@@ -165,3 +165,4 @@ class RunConfig:
     keep_last_n: int = 0  # keep only the newest N epoch checkpoints; 0 keeps all
     dist_timeout_s: int = 1800  # limit of every collective: a rank waiting on a dead peer stops
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    compile: bool = False  # torch.compile (inductor) the LLM's decoder layers; on CPU needs g++ (lavis/runners/compile.py)

@@ -34,6 +34,7 @@ from lavis.common import dist_utils
 from lavis.common.checkpoint import CheckpointError, load_file, save_file
 from lavis.common.registry import registry
 from lavis.datasets.datasets.instruction_dataset import InstructionDataset
+from lavis.runners.compile import compile_llm_layers
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -73,6 +74,7 @@ class RunnerBase:
         self.distributed = dist_utils.is_dist_avail_and_initialized()
         self.device = self._pick_device(self.run_cfg.device)
         self.model = model.to(self.device)  # the unwrapped model: checkpoints, evaluation
+        compile_llm_layers(self.model, self.run_cfg.compile, self.device)  # run.compile: see lavis/runners/compile.py
         self.train_model = self._wrap(self.model)  # what training steps call (DDP when distributed)
         self.output_dir = os.path.join(self.run_cfg.output_dir, job_id)
         if dist_utils.is_main_process():
