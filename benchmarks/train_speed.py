@@ -1,6 +1,6 @@
 """Training speed of MiniGPT4Qwen steps, ours against the original's way of computing them.
 
-    python benchmarks/train_speed.py [--configs tiny small] [--steps 10] [--device cpu|cuda] [--amp bf16] [--cached-features]
+    python benchmarks/train_speed.py [--configs tiny small] [--steps 10] [--device cpu|cuda] [--amp bf16] [--cached-features] [--compile]
 
 For each named config it trains `--steps` optimizer steps (after 2 warm-up steps) on the synthetic
 shapes conversations and prints samples/s, tokens/s (real = non-padding, padded = batch x length),
@@ -15,7 +15,9 @@ matrix-product rate measured on the same device and dtype. Two step implementati
 Both run the frozen ViT and Q-former at every step. With `--cached-features`, a third row, "cached":
 our step when the frozen image side's outputs come from a cache (`run.use_cached_features`;
 precomputed in memory here, the precomputation timed apart), so only llm_proj and the LLM run;
-configs whose image side trains (tiny) have no cache and skip it. Configs:
+configs whose image side trains (tiny) have no cache and skip it. `--compile` compiles the LLM's
+decoder layers first (as `run.compile: true` does; compilation falls in the 2 warm-up steps).
+Configs:
 
 * tiny: the embedded default (everything trains), batch 32;
 * small: ViT 256x6 at 224 px, Q-former 256x2, Qwen-style LLM 512x4 with the real vocabulary size
@@ -208,15 +210,20 @@ def main(argv=None):
     parser.add_argument("--amp", choices=["none", "bf16"], default="none")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--cached-features", action="store_true", help="also time our step from cached Q-former outputs")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the LLM decoder layers (run.compile)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if args.amp == "bf16" else torch.float32
     rate = matmul_rate(args.device, dtype)
-    print(f"device {args.device}, {torch.get_num_threads()} CPU threads, amp {args.amp}; "
+    print(f"device {args.device}, {torch.get_num_threads()} CPU threads, amp {args.amp}, compile {args.compile}; "
           f"measured {dtype} 2048^3 matmul rate: {rate / 1e9:.1f} GFLOP/s")
     for name in args.configs:
         model, processor = build(name, args.device)
+        if args.compile:
+            from lavis.runners.compile import compile_llm_layers
+
+            compile_llm_layers(model, True, args.device)
         data = batches(model, processor, CONFIGS[name]["batch"], args.steps + 2)
         print(f"\n== {name}: batch {CONFIGS[name]['batch']}, {args.steps} steps, "
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters "

@@ -174,3 +174,4 @@ class RunConfig:
     # deterministic image side only): only llm_proj and the LLM run per step
     use_cached_features: bool = False
     cached_features_dtype: str = "fp32"  # fp32 / fp16 / bf16: how the cache stores the features
+    compile: bool = False  # torch.compile (inductor) the LLM's decoder layers; on CPU needs g++ (lavis/runners/compile.py)

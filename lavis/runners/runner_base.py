@@ -53,6 +53,7 @@ from lavis.datasets.cached_features import attach_cached_features
 from lavis.datasets.datasets.instruction_dataset import InstructionDataset
 from lavis.runners import train_state
 from lavis.runners.samplers import ResumableSampler
+from lavis.runners.compile import compile_llm_layers
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -93,6 +94,7 @@ class RunnerBase:
         self.distributed = dist_utils.is_dist_avail_and_initialized()
         self.device = self._pick_device(self.run_cfg.device)
         self.model = model.to(self.device)  # the unwrapped model: checkpoints, evaluation
+        compile_llm_layers(self.model, self.run_cfg.compile, self.device)  # run.compile: see lavis/runners/compile.py
         self.train_model = self._wrap(self.model)  # what training steps call (DDP when distributed)
         self.resume_path = self._resume_path(self.run_cfg.resume_ckpt_path)
         self.output_dir = self._job_dir(job_id)

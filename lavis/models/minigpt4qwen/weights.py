@@ -52,8 +52,9 @@ def missing_weight_files(cfg):
         if not cfg.llm_tokenizer:
             if _model_type(folder) == "qwen2":
                 has = lambda name: os.path.exists(os.path.join(folder, name))  # noqa: E731
-                if not (has("tokenizer.json") or (has("vocab.json") and has("merges.txt"))):
-                    missing.append(("llm_model", os.path.join(folder, "tokenizer.json"), "Qwen2 tokenizer: tokenizer.json (or vocab.json + merges.txt)"))
+                # qwen.tiktoken: a Qwen-7B-Chat merged by lavis.tools.merge_lora (saved in Qwen2 format)
+                if not (has("tokenizer.json") or (has("vocab.json") and has("merges.txt")) or has("qwen.tiktoken")):
+                    missing.append(("llm_model", os.path.join(folder, "tokenizer.json"), "Qwen2 tokenizer: tokenizer.json (or vocab.json + merges.txt, or qwen.tiktoken)"))
             else:
                 need("llm_model", cfg.llm_model, "Qwen-7B-Chat folder: qwen.tiktoken", "qwen.tiktoken")
         if not any(os.path.exists(os.path.join(folder, name)) for name in LLM_WEIGHT_FILES):
