@@ -128,6 +128,9 @@ class DatasetConfig:
     generator: Optional[Dict[str, Any]] = None  # synthetic datasets: arguments of their generator
 
 
+STRATEGIES = ("ddp", "fsdp")  # the values of run.strategy
+
+
 @dataclass
 class RunConfig:
     task: str = "image_text_pretrain"
@@ -165,3 +168,4 @@ class RunConfig:
     keep_last_n: int = 0  # keep only the newest N epoch checkpoints; 0 keeps all
     dist_timeout_s: int = 1800  # limit of every collective: a rank waiting on a dead peer stops
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    strategy: str = "ddp"  # under torchrun: ddp (full replicas) or fsdp (FSDP2 shards); see lavis/runners/strategies.py

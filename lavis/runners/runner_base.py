@@ -26,7 +26,6 @@ import time
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -34,6 +33,7 @@ from lavis.common import dist_utils
 from lavis.common.checkpoint import CheckpointError, load_file, save_file
 from lavis.common.registry import registry
 from lavis.datasets.datasets.instruction_dataset import InstructionDataset
+from lavis.runners.strategies import build_strategy
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -103,12 +103,10 @@ class RunnerBase:
         return torch.device(name)
 
     def _wrap(self, model):
-        if not self.distributed:
-            return model
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        # Frozen parameters (requires_grad=False) are ignored by DDP; every trainable one gets a
-        # gradient in each forward, so no find_unused_parameters (and its extra graph walk).
-        return DistributedDataParallel(model, device_ids=device_ids)
+        """The model training steps call: plain, DDP or FSDP2 (`run.strategy`, see strategies.py)."""
+        amp_dtype = AMP_DTYPES[self.run_cfg.autocast_dtype] if self.run_cfg.amp else None
+        self.strategy = build_strategy(self.run_cfg, self.distributed, self.device, amp_dtype)
+        return self.strategy.wrap(model)
 
     # -- data --------------------------------------------------------------------
     def _split(self, split):
@@ -153,13 +151,18 @@ class RunnerBase:
         with open(self.log_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
-    @dist_utils.main_process
     def save_checkpoint(self, epoch):
+        # every rank takes part (FSDP gathers the shards); rank 0 writes
+        model_state, optimizer_state = self.strategy.full_state(self.model, self.optimizer)
+        return self._write_checkpoint(epoch, model_state, optimizer_state)
+
+    @dist_utils.main_process
+    def _write_checkpoint(self, epoch, model_state, optimizer_state):
         path = os.path.join(self.output_dir, f"checkpoint_{epoch}.pth")
         save_file(
             {
-                "model": self.model.trainable_state_dict(),
-                "optimizer": self.optimizer.state_dict(),
+                "model": model_state,
+                "optimizer": optimizer_state,
                 "scaler": self.scaler.state_dict() if self.scaler else None,
                 "config": self.config.to_dict(),
                 "epoch": epoch,
@@ -179,8 +182,7 @@ class RunnerBase:
         for key in ("model", "optimizer", "epoch"):
             if key not in checkpoint:
                 raise CheckpointError(f"cannot resume from {path}: it has no '{key}' entry")
-        self.model.load_checkpoint(checkpoint)
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.strategy.load_state(self.model, self.optimizer, checkpoint)
         if self.scaler is not None and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.start_epoch = int(checkpoint["epoch"]) + 1
@@ -208,7 +210,7 @@ class RunnerBase:
             samples = self._to_device(samples)
             steps = (i + 1) % accum == 0 or i + 1 == len(loader)
             # micro-batches that do not step keep their gradients local (no all-reduce)
-            sync = contextlib.nullcontext() if steps or not self.distributed else self.train_model.no_sync()
+            sync = contextlib.nullcontext() if steps else self.strategy.no_sync(self.train_model)
             with sync:
                 with self._autocast():
                     loss, extras = self.task.train_step(self.train_model, samples)
@@ -279,7 +281,8 @@ class RunnerBase:
                 self.save_checkpoint(epoch)
                 if dist_utils.is_main_process():
                     print(f"epoch {epoch}: mean loss {mean_loss:.4f} ({time.time() - start:.0f}s elapsed)")
-        for split in list(cfg.valid_splits) + list(cfg.test_splits):
-            results[split] = self.evaluate(split)
+        with self.strategy.full_weights(self.model):  # rank 0 evaluates alone
+            for split in list(cfg.valid_splits) + list(cfg.test_splits):
+                results[split] = self.evaluate(split)
         dist_utils.barrier()  # the other ranks wait while rank 0 saves and evaluates
         return results
