@@ -6,7 +6,7 @@ loss and lr, plus evaluation results), `checkpoint_<epoch>.pth` (trainable weigh
 scaler, config, epoch; written atomically).
 
 Distributed (launched by torchrun, see `lavis/common/dist_utils.py`): the model is wrapped in
-DistributedDataParallel; each rank reads its own shard of the training set through a
+DistributedDataParallel (or sharded with FSDP2: `run.strategy`, see `strategies.py`); each rank reads its own shard of the training set through a
 DistributedSampler (shuffled per epoch from `run.seed`, like the single-process loader) in
 batches of `batch_size_train` per rank.  Each rank's loss is its own token-level mean; DDP
 averages gradients over ranks and accumulation divides each micro-batch loss by
