@@ -18,8 +18,9 @@ rest of the loop is the same for both.
   the units compute in `run.autocast_dtype` and reduce gradients in fp32 (sums over ranks in
   bf16 lose digits); on CPU everything stays fp32.  Checkpoints are full, unsharded trainable
   state dicts (every rank takes part in the gather, rank 0 writes), so chat loads them in one
-  process; the optimizer state is saved full too (keyed by parameter name) and resumes on any
-  world size.  Works on CPU (gloo) as well as NCCL.
+  process; the optimizer state is saved full too (keyed by parameter name, so it is tied to no
+  world size; tested with the same one) and either strategy resumes from either's checkpoint.
+  Works on CPU (gloo, tested) as well as NCCL.
 """
 
 import contextlib
