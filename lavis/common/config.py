@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lavis.common.registry import registry
-from lavis.common.schema import DatasetConfig, ModelConfig, PreprocessConfig, RunConfig
+from lavis.common.schema import STRATEGIES, DatasetConfig, ModelConfig, PreprocessConfig, RunConfig
 
 SECTIONS = ("model", "datasets", "run")
 
@@ -108,6 +108,8 @@ class Config:
         for name in list(user_datasets.keys()) + [k for k in option_datasets.keys() if k not in user_datasets]:
             datasets[name] = build_dataset_config(name, user_datasets.get(name), option_datasets.get(name))
         run = _checked_merge("run", RunConfig, _section(user, "run"), _section(options, "run"))
+        if run.strategy not in STRATEGIES:
+            raise ConfigError(f"config key 'run.strategy': {run.strategy!r} is not one of {list(STRATEGIES)}")
         return OmegaConf.create({"model": model, "datasets": datasets, "run": run})
 
     @property

@@ -128,6 +128,9 @@ class DatasetConfig:
     generator: Optional[Dict[str, Any]] = None  # synthetic datasets: arguments of their generator
 
 
+STRATEGIES = ("ddp", "fsdp")  # the values of run.strategy
+
+
 @dataclass
 class RunConfig:
     task: str = "image_text_pretrain"
@@ -175,3 +178,4 @@ class RunConfig:
     use_cached_features: bool = False
     cached_features_dtype: str = "fp32"  # fp32 / fp16 / bf16: how the cache stores the features
     compile: bool = False  # torch.compile (inductor) the LLM's decoder layers; on CPU needs g++ (lavis/runners/compile.py)
+    strategy: str = "ddp"  # under torchrun: ddp (full replicas) or fsdp (FSDP2 shards); see lavis/runners/strategies.py

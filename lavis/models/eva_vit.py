@@ -37,15 +37,26 @@ def vit_config(arch, image_size):
 
 def _keep_k_bias_zero(vit):
     """EVA has no k bias; transformers stores one zero-filled qkv bias. Mask its k part's gradient
-    so that a trained ViT keeps it at exactly zero (AdamW then leaves it untouched as well)."""
+    so that a trained ViT keeps it at exactly zero (AdamW then leaves it untouched as well).
+
+    The mask hook goes on whatever tensor the layer's forward uses, at its first forward: FSDP2
+    (run.strategy=fsdp) computes with an unsharded copy of the parameter, not the one built here."""
     for layer in vit.encoder.layers:
         bias = layer.self_attn.qkv.bias
         dim = bias.shape[0] // 3
         with torch.no_grad():
             bias[dim : 2 * dim].zero_()
-        mask = torch.ones_like(bias)
+        layer.self_attn.qkv.register_forward_pre_hook(_mask_k_bias_grad)
+
+
+def _mask_k_bias_grad(qkv, args):
+    bias = qkv.bias
+    if bias.requires_grad and not getattr(bias, "_k_grad_masked", False):
+        dim = bias.shape[0] // 3
+        mask = torch.ones(bias.shape, dtype=bias.dtype, device=bias.device)
         mask[dim : 2 * dim] = 0
-        bias.register_hook(lambda grad, mask=mask: grad * mask.to(grad.dtype))
+        bias.register_hook(lambda grad, mask=mask: grad * mask.to(grad.device, grad.dtype))
+        bias._k_grad_masked = True
 
 
 def build_eva_vit(arch, image_size, drop_path_rate=0.0, use_grad_checkpoint=False):

@@ -3,13 +3,12 @@
 Built by `train.py` from the run config (`run.runner: runner_base`).  Writes into
 `<run.output_dir>/<job_id>/`: `config.json`, `log.jsonl` (one JSON object per iteration with
 loss, lr and the optimizer `step`, `grad_norm` (before clipping) when it steps, plus evaluation
-results), `tensorboard/` and `curves.png` (`lavis/common/logger.py`), `checkpoint_<epoch>.pth`
-(trainable weights, optimizer, scaler, config, epoch; written atomically).
+results), `tensorboard/` and `curves.png` (`lavis/common/logger.py`), `checkpoint_<epoch>[_iter<K>].pth` (see "Exact resume" below; written atomically).
 
 Distributed (launched by torchrun, see `lavis/common/dist_utils.py`): the model is wrapped in
-DistributedDataParallel; each rank reads its own shard of the training set through a
-DistributedSampler (shuffled per epoch from `run.seed`, like the single-process loader) in
-batches of `batch_size_train` per rank.  Each rank's loss is its own token-level mean; DDP
+DistributedDataParallel, or sharded with FSDP2 (`run.strategy`, see `strategies.py`); each rank
+reads its own shard of the training set (`samplers.py`: DistributedSampler's order, shuffled per
+epoch from `run.seed`, like the single-process loader) in batches of `batch_size_train` per rank.  Each rank's loss is its own token-level mean; DDP
 averages gradients over ranks and accumulation divides each micro-batch loss by
 `accum_grad_iters`, so an optimizer step uses the plain mean of the world_size x accum
 micro-batch gradients, exactly as one process with `accum_grad_iters` = world_size x accum
@@ -41,7 +40,6 @@ import time
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader
 from tqdm import tqdm
 
@@ -54,6 +52,7 @@ from lavis.datasets.datasets.instruction_dataset import InstructionDataset
 from lavis.runners import train_state
 from lavis.runners.samplers import ResumableSampler
 from lavis.runners.compile import compile_llm_layers
+from lavis.runners.strategies import build_strategy
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -145,12 +144,10 @@ class RunnerBase:
         return os.path.join(self.run_cfg.output_dir, job_id)
 
     def _wrap(self, model):
-        if not self.distributed:
-            return model
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        # Frozen parameters (requires_grad=False) are ignored by DDP; every trainable one gets a
-        # gradient in each forward, so no find_unused_parameters (and its extra graph walk).
-        return DistributedDataParallel(model, device_ids=device_ids)
+        """The model training steps call: plain, DDP or FSDP2 (`run.strategy`, see strategies.py)."""
+        amp_dtype = AMP_DTYPES[self.run_cfg.autocast_dtype] if self.run_cfg.amp else None
+        self.strategy = build_strategy(self.run_cfg, self.distributed, self.device, amp_dtype)
+        return self.strategy.wrap(model)
 
     # -- data --------------------------------------------------------------------
     def _split(self, split):
@@ -202,16 +199,17 @@ class RunnerBase:
 
     def save_checkpoint(self, epoch, iters=None):
         """Write `checkpoint_<epoch>.pth` (epoch done) or `checkpoint_<epoch>_iter<iters>.pth`
-        (mid-epoch, after an optimizer step).  Every rank takes part (each one's RNG states are
-        saved); rank 0 writes, atomically."""
+        (mid-epoch, after an optimizer step).  Every rank takes part (FSDP gathers the shards,
+        each rank's RNG states are saved); rank 0 writes, atomically."""
+        model_state, optimizer_state = self.strategy.full_state(self.model, self.optimizer)
         rng = dist_utils.all_gather_object(train_state.capture_rng_state())
         if not dist_utils.is_main_process():
             return None
         path = os.path.join(self.output_dir, train_state.checkpoint_name(epoch, iters))
         save_file(
             {
-                "model": self.model.trainable_state_dict(),
-                "optimizer": self.optimizer.state_dict(),
+                "model": model_state,
+                "optimizer": optimizer_state,
                 "scaler": self.scaler.state_dict() if self.scaler else None,
                 "config": self.config.to_dict(),
                 "epoch": epoch,
@@ -231,8 +229,7 @@ class RunnerBase:
         for key in ("model", "optimizer", "epoch"):
             if key not in checkpoint:
                 raise CheckpointError(f"cannot resume from {path}: it has no '{key}' entry")
-        self.model.load_checkpoint(checkpoint)
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.strategy.load_state(self.model, self.optimizer, checkpoint)
         if self.scaler is not None and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         iters = checkpoint.get("iters")
@@ -281,7 +278,7 @@ class RunnerBase:
             samples = self._to_device(samples)
             steps = (i + 1) % accum == 0 or i + 1 == total
             # micro-batches that do not step keep their gradients local (no all-reduce)
-            sync = contextlib.nullcontext() if steps or not self.distributed else self.train_model.no_sync()
+            sync = contextlib.nullcontext() if steps else self.strategy.no_sync(self.train_model)
             with sync:
                 with self._autocast():
                     loss, extras = self.task.train_step(self.train_model, samples)
@@ -372,8 +369,9 @@ class RunnerBase:
                 self.save_checkpoint(epoch)
                 if dist_utils.is_main_process():
                     print(f"epoch {epoch}: mean loss {mean_loss:.4f} ({time.time() - start:.0f}s elapsed)")
-        for split in list(cfg.valid_splits) + list(cfg.test_splits):
-            results[split] = self.evaluate(split)
+        with self.strategy.full_weights(self.model):  # rank 0 evaluates alone
+            for split in list(cfg.valid_splits) + list(cfg.test_splits):
+                results[split] = self.evaluate(split)
         dist_utils.barrier()  # the other ranks wait while rank 0 saves and evaluates
         return results
 

@@ -230,6 +230,9 @@ class MiniGPT4Qwen(BaseModel):
             eos_token_id=[tok.im_end_id, tok.im_start_id, tok.eod_id],
             pad_token_id=tok.pad_token_id,
             suppress_tokens=list(range(len(tok), self.llm_model.config.vocab_size)) or None,
+            # one process generates alone, also under FSDP (the runner gathers the weights first);
+            # transformers would otherwise wait for the other ranks at every token
+            synced_gpus=False,
         )
         kwargs.update(generate_kwargs)
         # input_ids ride along with the embeddings so that `repetition_penalty` also sees the
