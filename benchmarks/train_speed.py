@@ -1,6 +1,7 @@
 """Training speed of MiniGPT4Qwen steps, ours against the original's way of computing them.
 
     python benchmarks/train_speed.py [--configs tiny small] [--steps 10] [--device cpu|cuda] [--amp bf16] [--cached-features] [--compile]
+    python benchmarks/train_speed.py --varied-lengths [--configs small]
 
 For each named config it trains `--steps` optimizer steps (after 2 warm-up steps) on the synthetic
 shapes conversations and prints samples/s, tokens/s (real = non-padding, padded = batch x length),
@@ -17,7 +18,9 @@ our step when the frozen image side's outputs come from a cache (`run.use_cached
 precomputed in memory here, the precomputation timed apart), so only llm_proj and the LLM run;
 configs whose image side trains (tiny) have no cache and skip it. `--compile` compiles the LLM's
 decoder layers first (as `run.compile: true` does; compilation falls in the 2 warm-up steps).
-Configs:
+`--varied-lengths` gives the answers a spread of lengths like LLaVA's (each answer repeated 1 to
+60 times) and times our step on the same samples in random batches and in length-grouped ones
+(`run.group_by_length`: `lavis/runners/samplers.py`). Configs:
 
 * tiny: the embedded default (everything trains), batch 32;
 * small: ViT 256x6 at 224 px, Q-former 256x2, Qwen-style LLM 512x4 with the real vocabulary size
@@ -92,6 +95,36 @@ def batches(model, processor, batch_size, count):
     root = ensure_shapes_dataset(get_cache_path("dataset/shapes_instruction"))
     dataset = InstructionDataset(processor, load_processor("base_instruction"), str(root / "image"), [str(root / "train.json")])
     return [InstructionDataset.collater([dataset[i * batch_size + j] for j in range(batch_size)]) for i in range(count)]
+
+
+def varied_length_batches(model, processor, batch_size, count, seed=0):
+    """(random batches, length-grouped batches) of the same `count` x `batch_size` samples whose
+    answers are repeated 1 to 60 times (a long-tailed spread of lengths, as in LLaVA's data)."""
+    import random
+
+    from lavis.runners.samplers import ResumableSampler
+
+    rng = random.Random(seed)
+    pool = [dict(s) for b in batches(model, processor, batch_size, count) for s in _unbatch(b)]
+    for sample in pool:
+        *turns, answer = sample["conversations"]
+        repeats = min(int(rng.paretovariate(1.2)), 60)
+        sample["conversations"] = [*turns, dict(answer, value=" ".join([answer["value"]] * repeats))]
+    rng.shuffle(pool)
+    lengths = [len(model.prompt.encode_conversation(s["conversations"], model.max_txt_len).input_ids) for s in pool]
+    sampler = ResumableSampler(pool, batch_size, seed=seed, lengths=lengths)
+    grouped = list(sampler)
+    chunk = lambda order: [_collate([pool[i] for i in order[k : k + batch_size]]) for k in range(0, len(order), batch_size)]
+    return chunk(list(range(len(pool)))), chunk(grouped)
+
+
+def _unbatch(batch):
+    images = iter(batch["image"])
+    return [{"image": next(images), "conversations": c} for c in batch["conversations"]]  # one image per sample here
+
+
+def _collate(samples):
+    return {"image": torch.stack([s["image"] for s in samples]), "conversations": [s["conversations"] for s in samples]}
 
 
 def original_step_loss(model, samples):
@@ -211,6 +244,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--cached-features", action="store_true", help="also time our step from cached Q-former outputs")
     parser.add_argument("--compile", action="store_true", help="torch.compile the LLM decoder layers (run.compile)")
+    parser.add_argument("--varied-lengths", action="store_true", help="our step on long-tailed lengths: random vs length-grouped batches")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -229,6 +263,16 @@ def main(argv=None):
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters "
               f"({sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M trainable)")
         results = {}
+        if args.varied_lengths:
+            random_batches, grouped = varied_length_batches(model, processor, CONFIGS[name]["batch"], args.steps)
+            warmup = random_batches[:2]  # the same 2 warm-up steps before each, then all the samples timed
+            for label, batches_ in (("random", warmup + random_batches), ("grouped", warmup + grouped)):
+                seconds, samples, real, padded, memory, flops = measure(name, model, batches_, our_step_loss, False, args.device, args.amp)
+                results[label] = seconds
+                print(f"   {label:9s} {samples / seconds:8.2f} samples/s  {real / seconds:9.0f} real tok/s  "
+                      f"{padded / seconds:9.0f} padded tok/s  padding {padded / real - 1:.0%} of real tokens  {memory}")
+            print(f"   length-grouped batches are {results['random'] / results['grouped']:.2f}x faster on the same samples")
+            continue
         runs = [("ours", our_step_loss, False, data), ("original", original_step_loss, True, data)]
         if args.cached_features and image_side_frozen(model):
             cached, seconds = cached_batches(model, data, args.device)
