@@ -117,7 +117,7 @@ def ddp_and_single(shapes_root, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("ddp")
     cfg_path = write_config(shapes_root, tmp_path)
     started = time.time()
-    ddp = torchrun(cfg_path, f"run.output_dir={tmp_path / 'ddp'}", "run.valid_splits=[val]")
+    ddp = torchrun(cfg_path, f"run.output_dir={tmp_path / 'ddp'}", "run.valid_splits=[val]", "run.save_freq_iters=2")
     assert ddp.returncode == 0, ddp.stderr[-4000:]
     one = single(INTERLEAVED_TRAIN.format(repo=REPO), cfg_path, f"run.output_dir={tmp_path / 'single'}", "run.accum_grad_iters=2")
     assert one.returncode == 0, one.stderr[-4000:]
@@ -147,7 +147,11 @@ def test_ddp_step_equals_single_process_accumulation(ddp_and_single):
 def test_only_rank_0_writes_and_prints_and_its_checkpoint_loads_in_one_process(ddp_and_single, tmp_path):
     ddp, ddp_job, _, _ = ddp_and_single
     assert sorted(p.name for p in ddp_job.parent.iterdir()) == [ddp_job.name]  # one job folder
-    assert sorted(p.name for p in ddp_job.iterdir()) == ["checkpoint_0.pth", "checkpoint_1.pth", "config.json", "curves.png", "log.jsonl", "tensorboard"]
+    assert sorted(p.name for p in ddp_job.iterdir()) == [
+        "checkpoint_0.pth", "checkpoint_0_iter2.pth", "checkpoint_0_iter4.pth",
+        "checkpoint_1.pth", "checkpoint_1_iter2.pth", "checkpoint_1_iter4.pth",
+        "config.json", "curves.png", "log.jsonl", "tensorboard",
+    ]
     log = [json.loads(line) for line in open(ddp_job / "log.jsonl", encoding="utf-8")]
     assert len(log) == EPOCHS * 5 + 1 and log[-1]["eval_split"] == "val" and log[-1]["total"] == 12  # no duplicated lines
     assert ddp.stdout.count("held-out exact-match accuracy") == 1
@@ -159,6 +163,19 @@ def test_only_rank_0_writes_and_prints_and_its_checkpoint_loads_in_one_process(d
     saved = torch.load(ddp_job / "checkpoint_1.pth", weights_only=True)["model"]
     state = model.state_dict()
     assert all(torch.equal(state[name], value) for name, value in saved.items())
+
+
+@pytest.mark.slow
+def test_ddp_resumed_mid_epoch_ends_with_the_same_weights(ddp_and_single, shapes_root, tmp_path):
+    _, ddp_job, _, _ = ddp_and_single
+    checkpoint = torch.load(ddp_job / "checkpoint_0_iter4.pth", weights_only=True)
+    assert checkpoint["iters"] == 4 and len(checkpoint["rng"]) == 2  # both ranks' RNG states
+    resumed = torchrun(write_config(shapes_root, tmp_path), f"run.output_dir={tmp_path / 'resumed'}", f"run.resume_ckpt_path={ddp_job / 'checkpoint_0_iter4.pth'}")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    final, reference = (torch.load(job / "checkpoint_1.pth", weights_only=True)["model"] for job in (job_dir(tmp_path / "resumed"), ddp_job))
+    assert final.keys() == reference.keys() and all(torch.equal(final[n], reference[n]) for n in final)
+    resumed_losses = [r["loss"] for r in steps(job_dir(tmp_path / "resumed"))]
+    assert resumed_losses == [r["loss"] for r in steps(ddp_job)][4:]  # from epoch 0, iteration 4 on
 
 
 @pytest.mark.slow
