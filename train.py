@@ -41,29 +41,20 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import lavis  # noqa: F401  (registers every component)
     from lavis.common import dist_utils
-    from lavis.common.checkpoint import CheckpointError
-    from lavis.common.config import Config, ConfigError
-    from lavis.common.registry import UnknownNameError, registry
-    from lavis.datasets.datasets.instruction_dataset import AnnotationError
-    from lavis.datasets.feature_cache import FeatureCacheError
-    from lavis.models.minigpt4qwen.weights import MissingWeightsError
-    from lavis.runners.runner_base import set_seed
-    from lavis.tasks import setup_task
+    from lavis.common.cli import build_run, user_errors
+    from lavis.common.config import Config
+    from lavis.common.registry import registry
 
     try:
         cfg = Config(args)
         dist_utils.init_distributed_mode(cfg.run_cfg)
         if not dist_utils.is_main_process():
             logging.getLogger().setLevel(logging.WARNING)
-        set_seed(cfg.run_cfg.seed)  # the same initial weights in every run and on every rank
-        task = setup_task(cfg)
-        task.check_files(cfg)
-        datasets = task.build_datasets(cfg)
-        model = task.build_model(cfg)
+        task, datasets, model = build_run(cfg)
         job_id = time.strftime("%Y%m%d%H%M%S")
         runner = registry.get_runner_class(cfg.run_cfg.runner)(cfg, task, model, datasets, job_id)
         runner.train()
-    except (ConfigError, UnknownNameError, MissingWeightsError, CheckpointError, AnnotationError, FeatureCacheError) as err:
+    except user_errors() as err:
         print(f"error: {rank_prefix(dist_utils)}{err}", file=sys.stderr, flush=True)
         return 2
     except Exception as err:

@@ -72,14 +72,8 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import lavis  # noqa: F401  (registers every component)
-    from lavis.common.checkpoint import CheckpointError
-    from lavis.common.config import Config, ConfigError
-    from lavis.common.registry import UnknownNameError
-    from lavis.datasets.datasets.instruction_dataset import AnnotationError
-    from lavis.datasets.feature_cache import FeatureCacheError
-    from lavis.models.minigpt4qwen.weights import MissingWeightsError
-    from lavis.runners.runner_base import set_seed
-    from lavis.tasks import setup_task
+    from lavis.common.cli import build_run, user_errors
+    from lavis.common.config import Config
 
     try:
         cfg = Config(args)
@@ -89,14 +83,10 @@ def main(argv=None):
         if device.startswith("cuda") and not torch.cuda.is_available():
             logging.warning("run.device=%s but no CUDA device is available: computing on CPU", device)
             device = "cpu"
-        set_seed(cfg.run_cfg.seed)  # as train.py: the same initial weights
-        task = setup_task(cfg)
-        task.check_files(cfg)
-        datasets = task.build_datasets(cfg)
-        model = task.build_model(cfg)
+        _, datasets, model = build_run(cfg)  # as train.py builds them
         for folder, count, written in cache_all(cfg, model, datasets, torch.device(device)):
             print(f"{'wrote' if written else 'up to date'}: {folder} ({count} images)")
-    except (ConfigError, UnknownNameError, MissingWeightsError, CheckpointError, AnnotationError, FeatureCacheError) as err:
+    except user_errors() as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
     return 0
