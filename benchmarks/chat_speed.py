@@ -13,16 +13,26 @@ Two models (random weights: speed does not depend on training):
 Each answer has a fixed length (`min_new_tokens = max_new_tokens`), greedy.  Rows:
 
 * bare generate            -- `llm_model.generate(inputs_embeds=...)` with embeddings computed
-                              beforehand (the same kwargs `generate_from_ids` passes);
+                              beforehand;
 * bare generate + embed    -- the same, timing the image encoding and prompt embedding too;
 * chat                     -- `ChatSession.stream(text)`: prompt building, image encoding,
-                              generation in a worker thread, streamed decoding, history.
+                              generation on the model's generation thread, streamed decoding
+                              to text, history.
+
+Fair in both directions: the bare rows pass `generate` the very kwargs `generate_from_ids`
+passes (stop ids, pad id, `suppress_tokens` for the embedding's padding rows, so no row can
+emit a padding token) and a minimal streamer that only notes the first token; the warm-up
+checks that bare and chat generate the same tokens.  Prompt ids and processed pixels are
+made before the bare clock starts; chat builds its prompt from text inside its clock.
 
 Time to first token: from the call to the first generated token (seen by the streamer).
-Decode speed: (tokens - 1) / (end - first token).  Medians of `--runs` interleaved runs.
-The chat layer's overhead is chat against "bare generate + embed" (target: <= 10%).
+Decode speed: (tokens - 1) / (end - first token); chat's end is when its text iterator ends.
+Runs are interleaved (the order of the rows rotates each repetition, so load from other
+processes hits every row alike); figures are medians of `--runs` repetitions.  The chat
+layer's overhead is chat against "bare generate + embed" (target: <= 10%).  On a shared
+machine use `--threads 1` and many runs.
 
-    python benchmarks/chat_speed.py [--runs 5] [--new-tokens 64] [--models tiny small] [--device cpu]
+    python benchmarks/chat_speed.py [--runs 30] [--new-tokens 64] [--models tiny small] [--device cpu] [--threads 1]
 """
 
 import argparse
@@ -127,12 +137,10 @@ def run_chat(chat_model, image, settings, device):
     end = time.perf_counter()
     first = reply.streamer.first_token_time
     assert reply.num_tokens == settings.max_new_tokens, reply.num_tokens
-    return first - start, (reply.num_tokens - 1) / (end - first), (reply.first_text_time or end) - start
+    return first - start, (reply.num_tokens - 1) / (end - first), (reply.first_text_time or end) - start, reply.reply_ids
 
 
 def run_bare(chat_model, image, settings, device, include_embedding):
-    from transformers import StoppingCriteriaList
-
     model = chat_model.model
     tok = chat_model.tokenizer
     ids, _ = model.prompt.generation_ids(merge_query(chat_model), [], None, settings.max_window_size)
@@ -148,7 +156,6 @@ def run_bare(chat_model, image, settings, device, include_embedding):
         eos_token_id=[tok.im_end_id, tok.im_start_id, tok.eod_id],
         pad_token_id=tok.pad_token_id,
         suppress_tokens=list(range(len(tok), model.llm_model.config.vocab_size)) or None,
-        stopping_criteria=StoppingCriteriaList([]),
     )
 
     def embed():
@@ -169,7 +176,7 @@ def run_bare(chat_model, image, settings, device, include_embedding):
     end = time.perf_counter()
     new = out.shape[1] - input_ids.shape[1]
     assert new == settings.max_new_tokens, new
-    return timer.first - start, (new - 1) / (end - timer.first), None
+    return timer.first - start, (new - 1) / (end - timer.first), None, out[0, input_ids.shape[1] :].tolist()
 
 
 def merge_query(chat_model):
@@ -189,12 +196,14 @@ def measure(name, runs, new_tokens, device):
         "bare generate + embed": lambda: run_bare(chat_model, image, settings, device, True),
         "chat (ChatSession.stream)": lambda: run_chat(chat_model, image, settings, device),
     }
-    for case in cases.values():  # warm-up
-        case()
+    warm = {label: case() for label, case in cases.items()}
+    tokens = {tuple(result[3]) for result in warm.values()}
+    assert len(tokens) == 1, "bare generate and chat generated different tokens"
     results = {label: [] for label in cases}
-    for _ in range(runs):
-        for label, case in cases.items():
-            results[label].append(case())
+    labels = list(cases)
+    for run in range(runs):  # interleaved; the order rotates so that no row always comes first
+        for label in labels[run % len(labels) :] + labels[: run % len(labels)]:
+            results[label].append(cases[label]())
     prompt_len = len(chat_model.model.prompt.generation_ids(merge_query(chat_model))[0])
     print(f"\n== {name}: {note}")
     print(f"   prompt {prompt_len} tokens (1 image), {new_tokens} new tokens, greedy, {runs} runs (median), device {device}, "
@@ -220,7 +229,7 @@ def measure(name, runs, new_tokens, device):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--models", nargs="+", default=["tiny", "small"], choices=["tiny", "small"])
     parser.add_argument("--device", default="cpu")

@@ -105,6 +105,25 @@ def test_streamer_waits_for_whole_characters(chat_model):
     assert out == ["红"] and streamer.num_tokens == 4
 
 
+def test_cancelled_streamer_ends_generate_at_its_next_token(chat_model):
+    """Cancelling costs no per-token stopping criterion: the streamer raises inside generate."""
+    tok = chat_model.tokenizer
+    cancel = threading.Event()
+    out, seen = [], []
+
+    def on_text(text):
+        out.append(text)
+        seen.append(streamer.num_tokens)
+        cancel.set()  # cancelled as soon as the first text arrives
+
+    streamer = TokenTextStreamer(tok, [tok.im_end_id], on_text, cancel)
+    prompt, _ = chat_model.model.prompt.generation_ids(["Tell me a story."])
+    with pytest.raises(Exception) as raised:
+        chat_model.model.generate_from_ids([prompt], max_new_tokens=50, min_new_tokens=50, streamer=streamer)
+    assert type(raised.value).__name__ == "_Cancelled"
+    assert len(out) == 1 and streamer.num_tokens == seen[0] < 50  # nothing after the cancel
+
+
 def test_streamed_bytes_match_decode(chat_model):
     """Split characters, an invalid byte and specials: the stream equals tokenizer.decode."""
     tok = chat_model.tokenizer

@@ -103,7 +103,7 @@ class _GenerationThread:
     """A daemon thread running submitted jobs one after another."""
 
     def __init__(self):
-        self.jobs = queue.Queue()
+        self.jobs = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="chat-generate", daemon=True)
         self.thread.start()
 
