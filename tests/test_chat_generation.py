@@ -361,3 +361,29 @@ def test_one_generation_at_a_time(chat_model):
     assert waiting.collect() is not None and waiting.num_tokens <= 3
     workers = [t for t in threading.enumerate() if t.name == "chat-generate"]
     assert chat_model._worker.thread in workers
+
+
+# -- image features kept across turns -----------------------------------------------------------
+def test_images_are_encoded_once_per_conversation_and_replies_equal_model_chat(chat_model):
+    from PIL import Image
+
+    model = chat_model.model
+    calls = []
+    encode = model.encode_queries
+    model.encode_queries = lambda images: (calls.append(len(images)), encode(images))[1]
+    picture = Image.new("RGB", (64, 64), (200, 30, 30))
+    session = ChatSession(chat_model)
+    session.settings.set("max_new_tokens", 6)
+    session.add_images([picture])
+    first = session.ask("What colour is it?")
+    second = session.ask("And the shape?")
+    assert calls == [1]  # the second turn reuses the first turn's Q-former outputs
+    session.add_images([picture])
+    session.ask("Compare them.")
+    assert calls == [1, 1]  # only the new image is encoded
+    # the same answers as model.chat, which encodes every image at every turn
+    pixels = chat_model.process_image(picture).unsqueeze(0)
+    history = []
+    for query, expected in zip(("<Img><ImageHere></Img> What colour is it?", "And the shape?"), (first, second)):
+        response, history = model.chat(query, history, pixels, max_new_tokens=6)
+        assert response == expected

@@ -6,6 +6,7 @@ loads the weights and the eval image processor into a :class:`ChatModel`, which 
 one long-lived generation thread that :class:`~lavis.common.chat.streaming.Reply` submits to.
 """
 
+import atexit
 import contextlib
 import dataclasses
 import logging
@@ -90,6 +91,18 @@ class ChatModel:
     def process_image(self, image):
         return self.vis_processor(image)
 
+    @torch.no_grad()
+    def image_features(self, conversation, count):
+        """Q-former outputs of the conversation's first `count` images, (count, queries, hidden),
+        or None: the ViT and Q-former run once per image (on the generation thread, at its first
+        answer) and the result stays in `conversation.features` for later turns."""
+        if not count:
+            return None
+        missing = conversation.images[len(conversation.features) : count]
+        if missing:
+            conversation.features += list(self.model.encode_queries(torch.stack(missing).to(self.device)))
+        return torch.stack(conversation.features[:count])
+
     def submit(self, job):
         """Run `job` on this model's generation thread (one long-lived thread: a fresh thread
         per answer would pay torch's per-thread warm-up, tens of ms, on every answer)."""
@@ -100,20 +113,35 @@ class ChatModel:
 
 
 class _GenerationThread:
-    """A daemon thread running submitted jobs one after another."""
+    """A daemon thread running submitted jobs one after another, stopped and joined at exit.
+
+    Joining it before the interpreter shuts down matters: a thread still alive when the C++
+    runtime tears down (torch's per-thread state included) can abort the process with
+    "terminate called without an active exception" after a perfectly good run.
+    """
+
+    STOP_WAIT_S = 10.0  # at exit, how long a job still running (e.g. a cancelled reply) may take
 
     def __init__(self):
         self.jobs = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="chat-generate", daemon=True)
         self.thread.start()
+        atexit.register(self.stop)
 
     def _run(self):
         while True:
             job = self.jobs.get()
+            if job is None:
+                return
             try:
                 job()
             except BaseException:  # jobs report their own errors; the thread must live on
                 logging.exception("chat generation job failed")
+            del job  # hold no reply (and its tensors) while waiting
+
+    def stop(self):
+        self.jobs.put(None)
+        self.thread.join(self.STOP_WAIT_S)
 
 
 def _default_device():

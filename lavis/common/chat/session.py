@@ -29,6 +29,9 @@ class Conversation:
     labels: List[str] = dataclasses.field(default_factory=list)  # file names / paths, for display
     placed: int = 0  # images already given a slot in some turn; the rest go with the next query
     history: list = dataclasses.field(default_factory=list)  # [(query parts, response)]
+    # Q-former outputs of images[:len(features)], filled by the generation thread the first time
+    # an image is answered about, so that later turns run only llm_proj on it, not the ViT again
+    features: List[torch.Tensor] = dataclasses.field(default_factory=list)
 
     @property
     def pending(self):
@@ -150,7 +153,7 @@ class ChatSession:
         return merge_parts(parts)
 
     def prompt(self, parts):
-        """(prompt ids, image tensor or None) for `parts` after the history; ChatError if too long."""
+        """(prompt ids, number of images they show) for `parts` after the history; ChatError if too long."""
         from lavis.models.minigpt4qwen.prompt import IMAGE_SLOT
 
         conv = self.conversation
@@ -164,8 +167,7 @@ class ChatSession:
                 f"the prompt needs {len(ids)} tokens (images and this query), more than max_window_size "
                 f"{window}; shorten the query, clear the history or raise max_window_size"
             )
-        images = torch.stack(conv.images[:num_images]) if num_images else None
-        return ids, images
+        return ids, num_images
 
     # -- answering -------------------------------------------------------------------
     def stream(self, query):
@@ -173,8 +175,8 @@ class ChatSession:
         parts = self.query_parts(query) if isinstance(query, str) else merge_parts(list(query))
         if not any(isinstance(p, str) and p.strip() for p in parts):
             raise ChatError("the query is empty")
-        ids, images = self.prompt(parts)
-        return Reply(self, parts, ids, images, copy.copy(self.settings), self.seed).start()
+        ids, num_images = self.prompt(parts)
+        return Reply(self, parts, ids, num_images, copy.copy(self.settings), self.seed).start()
 
     def ask(self, query):
         """Answer `query` and return the response (kept in the history)."""

@@ -107,7 +107,7 @@ class Reply:
     the history.  With beam search (no streaming in transformers) the text comes at the end.
     """
 
-    def __init__(self, session, query, prompt_ids, images, settings, seed):
+    def __init__(self, session, query, prompt_ids, num_images, settings, seed):
         self.session = session
         self.query = query
         self.prompt_ids = prompt_ids
@@ -121,7 +121,8 @@ class Reply:
         self.start_time = time.perf_counter()
         self.first_text_time = None
         self.end_time = None
-        self._images = images
+        self._conversation = session.conversation
+        self._num_images = num_images
         self._queue = queue.SimpleQueue()
         self._cancel = threading.Event()
         self._error = None
@@ -164,8 +165,8 @@ class Reply:
                 if self.settings.do_sample:  # greedy and beam search need no seed
                     set_seed(self.seed)
                 with chat_model.autocast():
-                    images = self._images.to(chat_model.device) if self._images is not None else None
-                    self.reply_ids = model.generate_from_ids([self.prompt_ids], images, **kwargs)[0]
+                    features = chat_model.image_features(self._conversation, self._num_images)
+                    self.reply_ids = model.generate_from_ids([self.prompt_ids], image_features=features, **kwargs)[0]
             if self.streamer is None and not self._cancel.is_set():
                 self._queue.put(chat_model.tokenizer.decode(self.reply_ids, skip_special_tokens=True))
         except _Cancelled:
