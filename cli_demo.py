@@ -184,25 +184,23 @@ def run_command(line, session, chat, defaults):
 
 
 def answer(session, chat, text):
+    """Stream the answer to the terminal as it is generated (on this thread: Ctrl-C lands in
+    `generate` and stops it; the interrupted turn is not kept)."""
     try:
-        reply = session.stream(text)
+        reply = session.reply(text)
     except chat.ChatError as err:
         print(f"[ERROR] {err}")
         return
     sys.stdout.write("MiniGPT4Qwen: ")
     sys.stdout.flush()
-    pieces = iter(reply)
+
+    def show(piece):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
     try:
-        for piece in pieces:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
+        reply.run(show)
     except KeyboardInterrupt:
-        while True:  # stop generating (a second Ctrl-C must not leave it running)
-            try:
-                pieces.close()
-                break
-            except KeyboardInterrupt:
-                continue
         print("\n[INFO] answer interrupted (not kept in the history)")
         return
     except chat.ChatError as err:

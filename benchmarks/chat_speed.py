@@ -15,9 +15,11 @@ Each answer has a fixed length (`min_new_tokens = max_new_tokens`), greedy.  Row
 * bare generate            -- `llm_model.generate(inputs_embeds=...)` with embeddings computed
                               beforehand;
 * bare generate + embed    -- the same, timing the image encoding and prompt embedding too;
-* chat                     -- `ChatSession.stream(text)`: prompt building, image encoding,
-                              generation on the model's generation thread, streamed decoding
-                              to text, history.
+* chat (ChatSession.stream) -- prompt building, image encoding, generation on the model's
+                              generation thread, streamed decoding to text handed over to the
+                              iterating thread, history (the web UI's path);
+* chat (Reply.run, CLI)     -- the same on the calling thread, text to a callback (the CLI's
+                              and `ask`'s path: no thread hand-off).
 
 Fair in both directions: the bare rows pass `generate` the very kwargs `generate_from_ids`
 passes (stop ids, pad id, `suppress_tokens` for the embedding's padding rows, so no row can
@@ -123,16 +125,19 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def run_chat(chat_model, image, settings, device):
+def run_chat(chat_model, image, settings, device, on_this_thread=False):
     from lavis.common.chat import ChatSession
 
     session = ChatSession(chat_model, settings=settings)
     session.add_images([image])
     sync(device)
     start = time.perf_counter()
-    reply = session.stream(QUESTION)
-    for _ in reply:
-        pass
+    reply = session.reply(QUESTION)
+    if on_this_thread:
+        reply.run(lambda text: None)
+    else:
+        for _ in reply:
+            pass
     sync(device)
     end = time.perf_counter()
     first = reply.streamer.first_token_time
@@ -195,6 +200,7 @@ def measure(name, runs, new_tokens, device):
         "bare generate": lambda: run_bare(chat_model, image, settings, device, False),
         "bare generate + embed": lambda: run_bare(chat_model, image, settings, device, True),
         "chat (ChatSession.stream)": lambda: run_chat(chat_model, image, settings, device),
+        "chat (Reply.run, CLI)": lambda: run_chat(chat_model, image, settings, device, on_this_thread=True),
     }
     warm = {label: case() for label, case in cases.items()}
     tokens = {tuple(result[3]) for result in warm.values()}
@@ -215,15 +221,16 @@ def measure(name, runs, new_tokens, device):
         speed = statistics.median(v[1] for v in values)
         medians[label] = (ttft, speed)
         print(f"   {label:28s} {ttft * 1000:9.1f} ms {speed:8.1f} tok/s")
-    chat_ttft, chat_speed = medians["chat (ChatSession.stream)"]
     first_text = statistics.median(v[2] for v in results["chat (ChatSession.stream)"])
-    print(f"   {'chat, first text shown':28s} {first_text * 1000:9.1f} ms")
-    for base in ("bare generate + embed", "bare generate"):
-        ttft, speed = medians[base]
-        print(
-            f"   chat vs {base:20s} first token {100 * (chat_ttft / ttft - 1):+6.1f}%   "
-            f"decode time per token {100 * (speed / chat_speed - 1):+6.1f}%"
-        )
+    print(f"   {'chat (stream), first text shown':28s} {first_text * 1000:9.1f} ms")
+    for chat_row in ("chat (ChatSession.stream)", "chat (Reply.run, CLI)"):
+        chat_ttft, chat_speed = medians[chat_row]
+        for base in ("bare generate + embed", "bare generate"):
+            ttft, speed = medians[base]
+            print(
+                f"   {chat_row:26s} vs {base:21s} first token {100 * (chat_ttft / ttft - 1):+6.1f}%   "
+                f"decode time per token {100 * (speed / chat_speed - 1):+6.1f}%"
+            )
     return medians
 
 

@@ -12,6 +12,8 @@ def test_chat_speed_smoke(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for row in ("bare generate ", "bare generate + embed", "chat (ChatSession.stream)", "chat vs bare generate + embed"):
+    for row in ("bare generate ", "bare generate + embed", "chat (ChatSession.stream)", "chat (Reply.run, CLI)"):
         assert row in out, out
-    assert re.search(r"chat \(ChatSession\.stream\)\s+[\d.]+ ms\s+[\d.]+ tok/s", out), out
+    for chat_row in (r"chat \(ChatSession\.stream\)", r"chat \(Reply\.run, CLI\)"):
+        assert re.search(chat_row + r"\s+[\d.]+ ms\s+[\d.]+ tok/s", out), out
+        assert re.search(chat_row + r"\s+vs bare generate \+ embed\s+first token\s+[+-][\d.]+%", out), out

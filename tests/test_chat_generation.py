@@ -387,3 +387,46 @@ def test_images_are_encoded_once_per_conversation_and_replies_equal_model_chat(c
     for query, expected in zip(("<Img><ImageHere></Img> What colour is it?", "And the shape?"), (first, second)):
         response, history = model.chat(query, history, pixels, max_new_tokens=6)
         assert response == expected
+
+
+# -- generation on the calling thread (the CLI's path) -------------------------------------------
+def test_run_streams_on_the_calling_thread_and_keeps_the_turn(chat_model):
+    session = ChatSession(chat_model)
+    session.settings.set("max_new_tokens", 40)
+    threads, pieces = [], []
+    generate = chat_model.model.generate_from_ids
+    chat_model.model.generate_from_ids = lambda *a, **k: (threads.append(threading.current_thread()), generate(*a, **k))[1]
+    response = session.ask("Tell me a story.", on_text=pieces.append)
+    assert threads == [threading.current_thread()]
+    assert "".join(pieces) == response and len(pieces) > 1  # streamed piece by piece
+    assert session.history == [(["Tell me a story."], response)]
+    # the same answer as on the generation thread
+    other = ChatSession(chat_model)
+    other.settings.set("max_new_tokens", 40)
+    assert other.stream("Tell me a story.").collect() == response
+
+
+def test_ctrl_c_during_run_stops_generation_and_keeps_nothing(chat_model):
+    session = endless(chat_model)
+    seen = []
+
+    def interrupt(piece):
+        seen.append(piece)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    reply = session.reply("sing")
+    with pytest.raises(KeyboardInterrupt):
+        reply.run(interrupt)
+    assert reply.cancelled and reply.num_tokens == 3 and session.history == []
+    script_model(chat_model, ids_of(chat_model.tokenizer, "ok") + [chat_model.tokenizer.im_end_id])
+    assert session.ask("again") == "ok"  # the model is free again
+
+
+def test_run_with_beam_search_hands_the_whole_text_at_the_end(chat_model):
+    session = ChatSession(chat_model)
+    session.settings.set("num_beams", 2)
+    session.settings.set("max_new_tokens", 6)
+    pieces = []
+    response = session.ask("hello", on_text=pieces.append)
+    assert pieces == ([response] if response else [])

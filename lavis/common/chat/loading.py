@@ -64,6 +64,8 @@ class ChatModel:
     model_type: str
     device: torch.device
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+    # held while generating, on the generation thread or a caller's (Reply.run): one at a time
+    generation_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
     _worker: Optional["_GenerationThread"] = dataclasses.field(default=None, init=False, repr=False)
 
     @property

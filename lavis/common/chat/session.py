@@ -170,17 +170,23 @@ class ChatSession:
         return ids, num_images
 
     # -- answering -------------------------------------------------------------------
-    def stream(self, query):
-        """Start answering `query` (user text, or parts from `parts_from_template`) -> Reply."""
+    def reply(self, query):
+        """A Reply to `query` (user text, or parts from `parts_from_template`), not started:
+        iterate it (generation thread) or `run(on_text)` it (this thread)."""
         parts = self.query_parts(query) if isinstance(query, str) else merge_parts(list(query))
         if not any(isinstance(p, str) and p.strip() for p in parts):
             raise ChatError("the query is empty")
         ids, num_images = self.prompt(parts)
-        return Reply(self, parts, ids, num_images, copy.copy(self.settings), self.seed).start()
+        return Reply(self, parts, ids, num_images, copy.copy(self.settings), self.seed)
 
-    def ask(self, query):
-        """Answer `query` and return the response (kept in the history)."""
-        return self.stream(query).collect()
+    def stream(self, query):
+        """Start answering `query` on the model's generation thread -> Reply (iterate for text)."""
+        return self.reply(query).start()
+
+    def ask(self, query, on_text=None):
+        """Answer `query` on this thread, handing text to `on_text` as it comes; returns the
+        response (kept in the history)."""
+        return self.reply(query).run(on_text or (lambda text: None))
 
     def _commit(self, reply):
         from lavis.models.minigpt4qwen.prompt import IMAGE_SLOT

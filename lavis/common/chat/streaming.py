@@ -1,6 +1,8 @@
 """Step 4 of the flow: one answer being generated, handed out as text while it comes.
 
-:class:`Reply` runs generation on the model's generation thread; :class:`TokenTextStreamer`
+:class:`Reply` runs generation either on the model's generation thread, for consumers that
+iterate over the text (the web UI), or with :meth:`Reply.run` on the calling thread, handing
+text to a callback (the CLI, `ask`): no thread hand-off, Ctrl-C lands inside `generate`; :class:`TokenTextStreamer`
 turns the generated ids into text and stops generation at its next token once the reply is
 cancelled (beam search, which does not stream, is stopped by a stopping criterion instead).
 A finished reply commits its turn to the session that started it.
@@ -87,6 +89,25 @@ class TokenTextStreamer:
             self.on_text(text)
 
 
+class _TextShaper:
+    """Text pieces -> what to show: leading whitespace dropped, trailing whitespace held back
+    until more text follows (the response is stripped), so the shown text equals the response."""
+
+    def __init__(self):
+        self.held = ""
+        self.shown = False
+
+    def feed(self, chunk):
+        chunk = self.held + chunk
+        body = chunk.rstrip()
+        self.held = chunk[len(body) :]
+        if not self.shown:
+            body = body.lstrip()
+        if body:
+            self.shown = True
+        return body
+
+
 class _CancelCriteria:
     """Stopping criterion that ends generation once `event` is set (beam search: no streamer)."""
 
@@ -164,7 +185,7 @@ class Reply:
             if not self._cancel.is_set():
                 if self.settings.do_sample:  # greedy and beam search need no seed
                     set_seed(self.seed)
-                with chat_model.autocast():
+                with chat_model.generation_lock, chat_model.autocast():
                     features = chat_model.image_features(self._conversation, self._num_images)
                     self.reply_ids = model.generate_from_ids([self.prompt_ids], image_features=features, **kwargs)[0]
             if self.streamer is None and not self._cancel.is_set():
@@ -191,8 +212,8 @@ class Reply:
             raise RuntimeError("a Reply can be iterated once")
         self._consumed = True
         self.start()
-        held = ""  # whitespace not yet shown: leading (dropped) or trailing (shown if text follows)
-        shown = done = False
+        shaper = _TextShaper()
+        done = False
         try:
             while True:
                 try:
@@ -208,16 +229,8 @@ class Reply:
                         break
                     pieces.append(item)
                 done = pieces[-1] is _DONE
-                chunk = held + "".join(p for p in pieces if p is not _DONE)
-                body = chunk.rstrip()
-                held = chunk[len(body):]
-                if not shown:
-                    body = body.lstrip()
+                body = self._show(shaper, "".join(p for p in pieces if p is not _DONE))
                 if body:
-                    if self.first_text_time is None:
-                        self.first_text_time = time.perf_counter()
-                    shown = True
-                    self.text += body
                     yield body
                 if done:
                     break
@@ -232,9 +245,24 @@ class Reply:
                 self.cancel()
             self._finished.wait()
             self.end_time = time.perf_counter()
+        self._finish()
+
+    def _show(self, shaper, chunk):
+        body = shaper.feed(chunk)
+        if body:
+            if self.first_text_time is None:
+                self.first_text_time = time.perf_counter()
+            self.text += body
+        return body
+
+    def _finish(self):
+        """After generation: raise its error, or commit the turn unless cancelled."""
         if self._error is not None:
             err = self._error
-            if isinstance(err, (ChatError, KeyboardInterrupt)):
+            if isinstance(err, KeyboardInterrupt):
+                self.cancelled = True
+                raise err
+            if isinstance(err, ChatError):
                 raise err
             raise ChatError(f"generation failed: {type(err).__name__}: {one_line(err)}") from err
         if self.cancelled:
@@ -243,8 +271,37 @@ class Reply:
         self.response = self.session.chat_model.tokenizer.decode(self.reply_ids, skip_special_tokens=True).strip()
         self.session._commit(self)
 
+    def run(self, on_text):
+        """Generate on the calling thread, handing each new piece of text to `on_text` as it
+        comes; returns the response (None if cancelled).  Ctrl-C (KeyboardInterrupt), raised
+        inside `generate` or `on_text`, stops generation and propagates; the turn is not kept."""
+        if self._started:
+            raise RuntimeError("this Reply has already started")
+        self._started = self._consumed = True
+        shaper = _TextShaper()
+
+        def show(text):
+            body = self._show(shaper, text)
+            if body:
+                on_text(body)
+
+        if self.streamer is not None:
+            self.streamer.on_text = show
+        self._generate()
+        while True:  # beam search: the whole text comes at the end, through the queue
+            item = self._queue.get_nowait()
+            if item is _DONE:
+                break
+            if self._error is None:
+                show(item)
+        self.end_time = time.perf_counter()
+        self._finish()
+        return self.response
+
     def collect(self):
-        """Run to the end; returns the response."""
+        """Run to the end (on the calling thread if not started yet); returns the response."""
+        if not self._started:
+            return self.run(lambda text: None)
         for _ in self:
             pass
         return self.response

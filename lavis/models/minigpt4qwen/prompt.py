@@ -13,6 +13,7 @@ typed in data or by users (`<|im_end|>`, `<|extra_0|>`...) are never control tok
 slots.  Only the literal `<ImageHere>` in a user turn becomes an image slot.
 """
 
+import functools
 from dataclasses import dataclass, field
 
 IGNORE_INDEX = -100
@@ -63,6 +64,9 @@ class ChatMLPromptBuilder:
         self.im_start = tokenizer.im_start_id
         self.im_end = tokenizer.im_end_id
         self._headers = {role: [self.im_start] + tokenizer.encode_text(role) + self.nl for role in ("system", "user", "assistant")}
+        # Chat prompts re-encode the same texts every turn (system prompt, <Img> markers, past
+        # turns): remember the ids of recent ones.
+        self._encode_cached = functools.lru_cache(maxsize=1024)(lambda text: tuple(tokenizer.encode_text(text)))
 
     # -- pieces ------------------------------------------------------------
     def encode_content(self, text, role):
@@ -82,7 +86,7 @@ class ChatMLPromptBuilder:
 
     def system_ids(self, system=None):
         system = self.system if system is None else system
-        return self._headers["system"] + self.tok.encode_text(system) + [self.im_end] + self.nl
+        return self._headers["system"] + list(self._encode_cached(system)) + [self.im_end] + self.nl
 
     def turn_ids(self, role, text):
         """One ChatML turn: ids, labels, image slot positions (relative to the turn)."""
@@ -158,7 +162,7 @@ class ChatMLPromptBuilder:
                     content += [self.image_pad_id] * self.num_query_token
                     n += 1
                 elif isinstance(part, str):
-                    content += self.tok.encode_text(part)
+                    content += self._encode_cached(part)
                 else:
                     raise ConversationError(f"query parts must be str or IMAGE_SLOT, got {type(part).__name__}")
             return self._headers["user"] + content + [self.im_end] + self.nl, n
