@@ -74,4 +74,4 @@ def test_only_training_forwards_run_compiled_and_generation_stays_eager(tiny_mod
     assert compiled_graphs == []  # chat/evaluation: no compilation at any KV-cache length
     sample = {"image": image, "conversations": [[{"from": "human", "value": "<ImageHere> hi"}, {"from": "gpt", "value": "yes"}]]}
     tiny_model(sample)["loss"].backward()
-    assert len(compiled_graphs) >= 2  # both decoder layers ran compiled
+    assert compiled_graphs  # the training forward ran compiled (both layers share one graph)

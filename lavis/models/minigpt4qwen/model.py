@@ -198,7 +198,7 @@ class MiniGPT4Qwen(BaseModel):
         labels = self._pad([e.labels for e in encoded], IGNORE_INDEX)
         attention_mask = self._pad([[1] * len(e.input_ids) for e in encoded], 0)
         embeds = self.embed_with_images(input_ids, image_embeds)
-        hidden = self._decoder()(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        hidden = self._decoder()(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
         targets = labels[:, 1:]
         selected = targets != IGNORE_INDEX
         num_tokens = int(selected.sum())
