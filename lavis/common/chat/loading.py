@@ -96,14 +96,15 @@ class ChatModel:
     @torch.no_grad()
     def image_features(self, conversation, count):
         """Q-former outputs of the conversation's first `count` images, (count, queries, hidden),
-        or None: the ViT and Q-former run once per image (on the generation thread, at its first
+        or None: the ViT and Q-former run once per image (on the generating thread, at its first
         answer) and the result stays in `conversation.features` for later turns."""
         if not count:
             return None
-        missing = conversation.images[len(conversation.features) : count]
-        if missing:
-            conversation.features += list(self.model.encode_queries(torch.stack(missing).to(self.device)))
-        return torch.stack(conversation.features[:count])
+        done = 0 if conversation.features is None else len(conversation.features)
+        if done < count:
+            new = self.model.encode_queries(torch.stack(conversation.images[done:count]).to(self.device))
+            conversation.features = new if conversation.features is None else torch.cat([conversation.features, new])
+        return conversation.features if len(conversation.features) == count else conversation.features[:count]
 
     def submit(self, job):
         """Run `job` on this model's generation thread (one long-lived thread: a fresh thread

@@ -10,7 +10,7 @@ import copy
 import dataclasses
 import logging
 import os
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -29,9 +29,9 @@ class Conversation:
     labels: List[str] = dataclasses.field(default_factory=list)  # file names / paths, for display
     placed: int = 0  # images already given a slot in some turn; the rest go with the next query
     history: list = dataclasses.field(default_factory=list)  # [(query parts, response)]
-    # Q-former outputs of images[:len(features)], filled by the generation thread the first time
-    # an image is answered about, so that later turns run only llm_proj on it, not the ViT again
-    features: List[torch.Tensor] = dataclasses.field(default_factory=list)
+    # Q-former outputs of images[:len(features)] as one (n, queries, hidden) tensor, filled when
+    # an image is first answered about, so that later turns run only llm_proj on it, not the ViT
+    features: Optional[torch.Tensor] = None
 
     @property
     def pending(self):

@@ -169,6 +169,8 @@ class MiniGPT4Qwen(BaseModel):
         return embeds
 
     def _pad(self, sequences, value, left=False):
+        if len(sequences) == 1:  # one prompt (chat): nothing to pad
+            return torch.tensor([list(sequences[0])], dtype=torch.long, device=self.device)
         length = max(len(s) for s in sequences)
         rows = [([value] * (length - len(s)) + list(s)) if left else (list(s) + [value] * (length - len(s))) for s in sequences]
         return torch.tensor(rows, dtype=torch.long, device=self.device)
