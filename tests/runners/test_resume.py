@@ -130,9 +130,11 @@ def test_checkpoint_positions_order_mid_epoch_before_epoch_end(tmp_path):
 
 
 # -- a real process, killed -------------------------------------------------------------------
+KILL_EPOCHS = 4  # the kill lands in epoch 1; the other epochs are the margin before the run ends
+
 def train_cmd(shapes_root, output_dir, *extra):
     options = [
-        "run.device=cpu", "run.threads=1", "run.max_epoch=2", "run.batch_size_train=4", "run.save_freq_iters=1",
+        "run.device=cpu", "run.threads=1", f"run.max_epoch={KILL_EPOCHS}", "run.batch_size_train=4", "run.save_freq_iters=1",
         "run.valid_splits=[]", f"run.output_dir={output_dir}",
         f"datasets.shapes_instruction.build_info.annotations.train.storage={shapes_root / 'train.json'}",
         f"datasets.shapes_instruction.build_info.annotations.val.storage={shapes_root / 'val.json'}",
@@ -158,18 +160,19 @@ def test_kill_9_mid_epoch_then_resume_auto_ends_with_the_uninterrupted_weights(s
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen(train_cmd(shapes_root, killed_dir), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while len(logged_iters(killed_dir)) < 13 and proc.poll() is None and time.time() < deadline:  # into epoch 1 (10 per epoch)
+    # kill in epoch 1 (10 iterations per epoch), leaving the run 2 more epochs it could finish in
+    while len(logged_iters(killed_dir)) < 13 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     (job,) = list(killed_dir.iterdir())
-    assert not (job / "checkpoint_1.pth").exists()
+    assert not (job / f"checkpoint_{KILL_EPOCHS - 1}.pth").exists()
 
     resumed = subprocess.run(train_cmd(shapes_root, killed_dir, "--resume", "auto"), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr
     assert list(killed_dir.iterdir()) == [job]
     (full_job,) = list((tmp_path / "full").iterdir())
-    assert_same_weights(final_weights(job, 1), final_weights(full_job, 1))
+    assert_same_weights(final_weights(job, KILL_EPOCHS - 1), final_weights(full_job, KILL_EPOCHS - 1))
     assert [json.loads(line)["loss"] for line in logged_iters(killed_dir)] == [json.loads(line)["loss"] for line in logged_iters(tmp_path / "full")]
