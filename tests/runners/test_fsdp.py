@@ -38,7 +38,7 @@ def runs(shapes_root, tmp_path_factory):
     cfg_path = write_config(shapes_root, tmp)
     out = {"cfg": cfg_path, "tmp": tmp}
     out["ddp"] = run(cfg_path, tmp / "ddp", "run.strategy=ddp", *LORA)
-    out["fsdp"] = run(cfg_path, tmp / "fsdp", "run.strategy=fsdp", *LORA, "run.valid_splits=[val]")
+    out["fsdp"] = run(cfg_path, tmp / "fsdp", "run.strategy=fsdp", *LORA, "run.valid_splits=[val]", "run.save_freq_iters=1")
     for name in ("ddp", "fsdp"):
         out[f"full_{name}"] = run(cfg_path, tmp / f"full_{name}", f"run.strategy={name}", "run.max_epoch=1")
     return out
@@ -80,7 +80,11 @@ def test_fsdp_loss_curve_and_weights_equal_ddp(runs, name):
 @pytest.mark.slow
 def test_fsdp_run_evaluates_on_rank_0_and_writes_once(runs):
     proc, job = runs["fsdp"]
-    assert sorted(p.name for p in job.iterdir()) == ["checkpoint_0.pth", "checkpoint_1.pth", "config.json", "curves.png", "log.jsonl", "tensorboard"]
+    assert sorted(p.name for p in job.iterdir()) == [
+        "checkpoint_0.pth", "checkpoint_0_iter2.pth", "checkpoint_0_iter4.pth",
+        "checkpoint_1.pth", "checkpoint_1_iter2.pth", "checkpoint_1_iter4.pth",
+        "config.json", "curves.png", "log.jsonl", "tensorboard",
+    ]
     assert proc.stdout.count("held-out exact-match accuracy") == 1
     assert [r for r in steps(job)] and open(job / "log.jsonl").read().count('"eval_split": "val"') == 1
 
@@ -107,14 +111,16 @@ def test_fsdp_checkpoint_loads_in_one_process_and_chats(runs, chat_image):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("source", ["fsdp", "ddp"])
-def test_fsdp_resume_continues_the_curve(runs, source):
-    """Resume epoch 1 from an epoch-0 checkpoint (fsdp's, or ddp's index-keyed optimizer state)."""
-    checkpoint = runs[source][1] / "checkpoint_0.pth"
-    _, job = run(runs["cfg"], runs["tmp"] / f"resume_{source}", "run.strategy=fsdp", *LORA, f"run.resume_ckpt_path={checkpoint}")
-    uninterrupted = [x for x in losses(runs["fsdp"][1]) if x[0] == 1]
+@pytest.mark.parametrize(
+    "source, checkpoint, start", [("fsdp", "checkpoint_0.pth", (1, 0)), ("ddp", "checkpoint_0.pth", (1, 0)), ("fsdp", "checkpoint_0_iter2.pth", (0, 2))]
+)
+def test_fsdp_resume_continues_the_curve(runs, source, checkpoint, start):
+    """Resume from an epoch-0 checkpoint (fsdp's, or ddp's index-keyed optimizer state), or from
+    fsdp's mid-epoch one (after the first optimizer step of epoch 0)."""
+    _, job = run(runs["cfg"], runs["tmp"] / f"resume_{source}_{checkpoint}", "run.strategy=fsdp", *LORA, f"run.resume_ckpt_path={runs[source][1] / checkpoint}")
+    uninterrupted = [x for x in losses(runs["fsdp"][1]) if x[:2] >= start]
     resumed = losses(job)
-    assert len(resumed) == len(uninterrupted) == 5
+    assert len(resumed) == len(uninterrupted) == 10 - 5 * start[0] - start[1]
     for a, b in zip(uninterrupted, resumed):
         assert a[:2] == b[:2] and abs(a[2] - b[2]) < 1e-5, (a, b)
     assert_same_weights(runs["fsdp"][1], job, epoch=1)
