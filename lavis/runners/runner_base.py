@@ -93,6 +93,7 @@ class RunnerBase:
         self.distributed = dist_utils.is_dist_avail_and_initialized()
         self.device = self._pick_device(self.run_cfg.device)
         self.model = model.to(self.device)  # the unwrapped model: checkpoints, evaluation
+        self.amp_dtype = AMP_DTYPES[self.run_cfg.autocast_dtype] if self.run_cfg.amp else None
         compile_llm_layers(self.model, self.run_cfg.compile, self.device)  # run.compile: see lavis/runners/compile.py
         self.train_model = self._wrap(self.model)  # what training steps call (DDP when distributed)
         self.resume_path = self._resume_path(self.run_cfg.resume_ckpt_path)
@@ -102,6 +103,7 @@ class RunnerBase:
         self.log_path = os.path.join(self.output_dir, "log.jsonl")
         self.run_logger = RunLogger(self.output_dir, self.run_cfg, dist_utils.is_main_process(), name=job_id, config=cfg.to_dict())
         self.start_epoch, self.start_iters = 0, 0
+        self._lengths = None  # the training samples' length estimates (run.group_by_length)
         self.optimizer = torch.optim.AdamW(
             param_groups(self.model, self.run_cfg.weight_decay, self.run_cfg.lr_scale), lr=self.run_cfg.init_lr, betas=tuple(self.run_cfg.betas)
         )
@@ -113,7 +115,6 @@ class RunnerBase:
             warmup_steps=self.run_cfg.warmup_steps,
             warmup_start_lr=self.run_cfg.warmup_lr,
         )
-        self.amp_dtype = AMP_DTYPES[self.run_cfg.autocast_dtype] if self.run_cfg.amp else None
         use_scaler = self.amp_dtype == torch.float16 and self.run_cfg.loss_scale and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
 
@@ -145,8 +146,7 @@ class RunnerBase:
 
     def _wrap(self, model):
         """The model training steps call: plain, DDP or FSDP2 (`run.strategy`, see strategies.py)."""
-        amp_dtype = AMP_DTYPES[self.run_cfg.autocast_dtype] if self.run_cfg.amp else None
-        self.strategy = build_strategy(self.run_cfg, self.distributed, self.device, amp_dtype)
+        self.strategy = build_strategy(self.run_cfg, self.distributed, self.device, self.amp_dtype)
         return self.strategy.wrap(model)
 
     # -- data --------------------------------------------------------------------
@@ -172,12 +172,11 @@ class RunnerBase:
         """The loader of one training epoch from its `start_batch`-th batch on: this rank's part
         of the (seed, epoch) order (see `samplers.py`), length-grouped with `run.group_by_length`."""
         cfg = self.run_cfg
-        lengths = None
-        if cfg.group_by_length:
+        if cfg.group_by_length and self._lengths is None:  # estimated once, used every epoch
             image_tokens = getattr(self.model, "num_query_token", 32)
-            lengths = [n for part in _parts(dataset) for n in part.lengths(image_tokens)]
+            self._lengths = [n for part in _parts(dataset) for n in part.lengths(image_tokens)]
         sampler = ResumableSampler(
-            dataset, cfg.batch_size_train, dist_utils.get_world_size(), dist_utils.get_rank(), seed=cfg.seed, lengths=lengths
+            dataset, cfg.batch_size_train, dist_utils.get_world_size(), dist_utils.get_rank(), seed=cfg.seed, lengths=self._lengths
         )
         sampler.set_epoch(epoch)
         sampler.set_start_batch(start_batch)

@@ -113,3 +113,16 @@ def test_keep_last_n_bounds_the_checkpoints_on_disk(shapes_root, tmp_path):
     cfg = run_config(shapes_root, tmp_path, max_epoch=3, valid_splits=[], keep_last_n=2)
     make_runner(cfg).train()
     assert sorted(p.name for p in (tmp_path / "job").glob("checkpoint_*.pth")) == ["checkpoint_1.pth", "checkpoint_2.pth"]
+
+
+def test_group_by_length_batches_similar_lengths_and_still_trains(shapes_root, tmp_path):
+    cfg = run_config(shapes_root, tmp_path, max_epoch=1, valid_splits=[], group_by_length=True)
+    runner = make_runner(cfg)
+    train_set = runner._split("train")
+    batches = [batch["index"] for batch in runner._train_loader(train_set, epoch=0)]
+    assert sorted(i for b in batches for i in b) == list(range(len(train_set)))  # every sample once
+    lengths = train_set.lengths(runner.model.num_query_token)
+    longest = [max(lengths[i] for i in b) for b in batches]
+    assert longest == sorted(longest, reverse=True)  # one mega-batch here: longest batches first
+    runner.train()
+    assert (tmp_path / "job" / "checkpoint_0.pth").exists()
