@@ -299,8 +299,6 @@ class RunnerBase:
                 else:
                     self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
-                if cfg.save_freq_iters and i + 1 < total and ((i + 1) // accum) % cfg.save_freq_iters == 0:
-                    self.save_checkpoint(epoch, iters=i + 1)
             lr = self.optimizer.param_groups[0]["lr"]
             counts = [extras.get("num_tokens", 0), extras.get("num_padded_tokens", 0)]
             if self.distributed:  # the mean over ranks, the loss whose gradient the step uses
@@ -318,6 +316,9 @@ class RunnerBase:
                 self.run_logger.scalars(step, {**meter.pop(), "train/lr": lr, "train/grad_norm": grad_norm, **memory_scalars(self.device)})
             if i % max(1, cfg.log_freq) == 0 or i + 1 == total:
                 progress.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
+            # after the step's log line: a checkpoint never holds a step its log lacks
+            if steps and cfg.save_freq_iters and i + 1 < total and ((i + 1) // accum) % cfg.save_freq_iters == 0:
+                self.save_checkpoint(epoch, iters=i + 1)
         return sum(losses) / max(len(losses), 1)
 
     def evaluate(self, split):
@@ -340,9 +341,11 @@ class RunnerBase:
         """Train (unless `run.evaluate`) and evaluate; the run's logs are closed and curves.png
         drawn at the end, also when training stops on an error."""
         try:
-            return self._train_and_evaluate()
+            results = self._train_and_evaluate()
         finally:
             self.run_logger.close()
+        dist_utils.barrier()  # rank 0 has written its last files: all ranks leave together
+        return results
 
     def _train_and_evaluate(self):
         cfg = self.run_cfg
