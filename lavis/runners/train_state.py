@@ -16,6 +16,8 @@ import re
 import numpy as np
 import torch
 
+from lavis.common.utils import atomic_open
+
 _NAME = re.compile(r"^checkpoint_(\d+)(?:_iter(\d+))?\.pth$")
 EPOCH_END = float("inf")
 
@@ -101,7 +103,5 @@ def truncate_log(log_path, epoch, iters):
             if "iter" in record and (record["epoch"], record["iter"]) >= (epoch, iters):
                 continue
             kept.append(line if line.endswith("\n") else line + "\n")
-    tmp = log_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_open(log_path, "w", encoding="utf-8") as handle:
         handle.writelines(kept)
-    os.replace(tmp, log_path)
