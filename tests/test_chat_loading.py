@@ -33,6 +33,10 @@ def test_latest_checkpoint_is_the_newest_jobs_highest_epoch(tmp_path):
     os.makedirs(root / "20250103000000")
     touch(str(root / "20250103000000" / "checkpoint_best.pth"))
     assert find_latest_checkpoint(str(root)) == str(root / "20250102000000" / "checkpoint_1.pth")
+    # mid-epoch checkpoints are for resuming, not chat: later ones and jobs with only those are passed over
+    touch(str(root / "20250102000000" / "checkpoint_2_iter4.pth"))
+    touch(str(root / "20250104000000" / "checkpoint_0_iter2.pth"))
+    assert find_latest_checkpoint(str(root)) == str(root / "20250102000000" / "checkpoint_1.pth")
 
 
 def test_no_checkpoint_says_how_to_make_one(tmp_path):

@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import os
 import queue
-import re
 import threading
 from typing import Optional
 
@@ -20,15 +19,13 @@ import torch
 
 from lavis.common.chat.errors import ChatError, one_line
 from lavis.common.chat.settings import MAX_WINDOW_SIZE, GenerationSettings
+from lavis.runners import train_state
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 #: Where `python train.py` (the tiny default) writes its jobs, relative to the repo root.
 TINY_OUTPUT_DIR = os.path.join("output", "instruction_tuning", "tiny")
 #: Model type used for a checkpoint that carries no config (e.g. the original's released one).
 DEFAULT_MODEL_TYPE = "qwen7b_chat"
-
-_CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)\.pth$")
-
 
 def find_latest_checkpoint(output_dir=None):
     """The highest-epoch `checkpoint_<epoch>.pth` of the newest job folder that has one.
@@ -44,13 +41,10 @@ def find_latest_checkpoint(output_dir=None):
         raise ChatError(f"no checkpoint found: {output_dir} does not exist; {hint}")
     jobs = sorted((d for d in os.listdir(output_dir) if os.path.isdir(os.path.join(output_dir, d))), reverse=True)
     for job in jobs:
-        epochs = []
-        for name in os.listdir(os.path.join(output_dir, job)):
-            match = _CHECKPOINT_RE.match(name)
-            if match:
-                epochs.append(int(match.group(1)))
-        if epochs:
-            return os.path.join(output_dir, job, f"checkpoint_{max(epochs)}.pth")
+        # epoch-end checkpoints only (not a run's mid-epoch `checkpoint_<epoch>_iter<K>.pth`)
+        ends = [p for p in train_state.list_checkpoints(os.path.join(output_dir, job)) if train_state.checkpoint_position(p)[1] == train_state.EPOCH_END]
+        if ends:
+            return ends[-1]  # the list is in position order: the highest epoch
     raise ChatError(f"no checkpoint found in {output_dir}; {hint}")
 
 
