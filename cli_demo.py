@@ -145,7 +145,7 @@ def run_command(line, session, chat, defaults):
         if not args:
             print(f"[INFO] images: {session.image_labels}")
         else:
-            paths = split_paths(line[len(":img"):])
+            paths = split_paths(line[len(":img") :])
             try:
                 session.set_images(paths)
             except chat.ImageError as err:
@@ -213,9 +213,13 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         print("[INFO] loading the model...", flush=True)
-        from lavis.common import chat
+        # imported after that line, inside the try: importing torch takes seconds, and a Ctrl-C
+        # during it exits quietly
+        from lavis import chat
 
-        chat_model = chat.load_chat_model(args.checkpoint_path, args.model_type, device="cpu" if args.cpu_only else None)
+        chat_model = chat.load_chat_model(
+            args.checkpoint_path, args.model_type, device="cpu" if args.cpu_only else None
+        )
     except KeyboardInterrupt:
         print()
         return 130

@@ -7,7 +7,8 @@ data) and asks one or more questions in one conversation, printing each answer. 
 a first question without it gets the image in front).
 
     python test_model_chat.py
-    python test_model_chat.py --ckpt-path CKPT --img-path IMG --question "<Img><ImageHere></Img> Describe it." --question "And its colour?"
+    python test_model_chat.py --ckpt-path CKPT --img-path IMG \
+        --question "<Img><ImageHere></Img> Describe it." --question "And its colour?"
 
 Exit status 0 when every question was answered; 2 with a one-line reason on stderr when the
 checkpoint, the image or the model cannot be loaded.
@@ -15,6 +16,8 @@ checkpoint, the image or the model cannot be loaded.
 
 import argparse
 import sys
+
+from lavis import chat
 
 DEFAULT_QUESTIONS = ["<Img><ImageHere></Img> What colour is the shape?", "图中是什么形状？"]
 
@@ -29,7 +32,9 @@ def parse_args(argv=None):
         default=None,
         help="a question (repeat for several turns; default: an English then a Chinese question)",
     )
-    parser.add_argument("--model-type", default=None, choices=["qwen7b_chat", "tiny"], help="for checkpoints without a config")
+    parser.add_argument(
+        "--model-type", default=None, choices=["qwen7b_chat", "tiny"], help="for checkpoints without a config"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=None, help="answer length limit")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cpu-only", action="store_true")
@@ -38,8 +43,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from lavis.common import chat
-
     questions = args.question or DEFAULT_QUESTIONS
     try:
         image_path = args.img_path or chat.example_image_path("circle", "red")

@@ -16,6 +16,13 @@ import sys
 import time
 import traceback
 
+import lavis  # noqa: F401  (registers every component)
+from lavis.common import dist_utils
+from lavis.common.config import Config
+from lavis.common.errors import UserError
+from lavis.common.registry import registry
+from lavis.run_builder import build_run
+
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CFG = os.path.join(REPO_ROOT, "lavis", "projects", "instruction_tuning", "train_tiny.yaml")
 
@@ -27,7 +34,9 @@ def parse_args(argv=None):
         "--options", nargs="+", default=[], help="overrides of config keys, e.g. run.max_epoch=2 model.max_txt_len=128"
     )
     parser.add_argument(
-        "--resume", metavar="auto|PATH", default=None,
+        "--resume",
+        metavar="auto|PATH",
+        default=None,
         help="resume exactly from a checkpoint; 'auto': the newest under run.output_dir (sets run.resume_ckpt_path)",
     )
     args = parser.parse_args(argv)
@@ -39,12 +48,6 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    import lavis  # noqa: F401  (registers every component)
-    from lavis.common import dist_utils
-    from lavis.common.cli import build_run, user_errors
-    from lavis.common.config import Config
-    from lavis.common.registry import registry
-
     try:
         cfg = Config(args)
         dist_utils.init_distributed_mode(cfg.run_cfg)
@@ -54,22 +57,22 @@ def main(argv=None):
         job_id = time.strftime("%Y%m%d%H%M%S")
         runner = registry.get_runner_class(cfg.run_cfg.runner)(cfg, task, model, datasets, job_id)
         runner.train()
-    except user_errors() as err:
-        print(f"error: {rank_prefix(dist_utils)}{err}", file=sys.stderr, flush=True)
+    except UserError as err:
+        print(f"error: {rank_prefix()}{err}", file=sys.stderr, flush=True)
         return 2
     except Exception as err:
         if not dist_utils.is_dist_avail_and_initialized():
             raise  # one process: the usual traceback
         traceback.print_exc()
         first_line = (str(err).strip().splitlines() or [""])[0]
-        print(f"error: {rank_prefix(dist_utils)}{type(err).__name__}: {first_line}", file=sys.stderr, flush=True)
+        print(f"error: {rank_prefix()}{type(err).__name__}: {first_line}", file=sys.stderr, flush=True)
         return 1
     finally:
         dist_utils.destroy_process_group()
     return 0
 
 
-def rank_prefix(dist_utils):
+def rank_prefix():
     return f"rank {dist_utils.get_rank()}: " if dist_utils.is_dist_avail_and_initialized() else ""
 
 

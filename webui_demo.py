@@ -19,7 +19,7 @@ import argparse  # noqa: E402
 import html  # noqa: E402
 import sys  # noqa: E402
 
-from lavis.common import chat  # noqa: E402
+from lavis import chat  # noqa: E402
 
 TITLE = "MiniGPT4Qwen"
 DESCRIPTION = (
@@ -37,10 +37,14 @@ EXAMPLE_PROMPTS = [
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="MiniGPT4Qwen web demo (Gradio).")
     parser.add_argument("-c", "--checkpoint-path", default=None, help="checkpoint (default: the tiny default's latest)")
-    parser.add_argument("--model-type", default=None, choices=["qwen7b_chat", "tiny"], help="for checkpoints without a config")
+    parser.add_argument(
+        "--model-type", default=None, choices=["qwen7b_chat", "tiny"], help="for checkpoints without a config"
+    )
     parser.add_argument("-s", "--seed", type=int, default=42, help="random seed for sampling (default: %(default)s)")
     parser.add_argument("--cpu-only", action="store_true", help="run on the CPU even if a GPU is available")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)"
+    )
     parser.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
     parser.add_argument("--share", action="store_true", help="also make a public gradio.live link (off by default)")
     return parser.parse_args(argv)
@@ -178,7 +182,9 @@ def build_demo(chat_model, seed=42):
                 status = gr.Markdown(elem_id="upload-status")
                 restart = gr.Button("Restart", variant="secondary", elem_id="restart")
                 with gr.Accordion("Generation", open=True):
-                    do_sample = gr.Checkbox(value=defaults.do_sample, label="do_sample (sampling; off: greedy or beam search)")
+                    do_sample = gr.Checkbox(
+                        value=defaults.do_sample, label="do_sample (sampling; off: greedy or beam search)"
+                    )
                     num_beams = gr.Slider(1, 8, value=defaults.num_beams, step=1, label="num_beams")
                     temperature = gr.Slider(0.05, 2.0, value=defaults.temperature, step=0.05, label="temperature")
                     top_k = gr.Slider(0, 100, value=defaults.top_k, step=1, label="top_k (0: off)")
@@ -219,11 +225,16 @@ def main(argv=None):
     args = parse_args(argv)
     print("[INFO] loading the model...", flush=True)
     try:
-        chat_model = chat.load_chat_model(args.checkpoint_path, args.model_type, device="cpu" if args.cpu_only else None)
+        chat_model = chat.load_chat_model(
+            args.checkpoint_path, args.model_type, device="cpu" if args.cpu_only else None
+        )
     except chat.ChatError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"[INFO] checkpoint: {chat_model.checkpoint} (model type {chat_model.model_type}, {chat_model.device})", flush=True)
+    print(
+        f"[INFO] checkpoint: {chat_model.checkpoint} (model type {chat_model.model_type}, {chat_model.device})",
+        flush=True,
+    )
     demo = build_demo(chat_model, args.seed)
     demo.launch(
         server_name=args.host,

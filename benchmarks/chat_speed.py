@@ -49,6 +49,17 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from lavis.chat import (  # noqa: E402  (after the repository root is on sys.path)
+    ChatModel,
+    ChatSession,
+    GenerationSettings,
+    example_image_path,
+    image_parts,
+    load_image,
+    merge_parts,
+)
+from lavis.models import load_model_and_preprocess  # noqa: E402
+
 SMALL_LLM = {
     "hidden_size": 512,
     "num_layers": 4,
@@ -71,8 +82,6 @@ def qwen_vocab_file():
 
 
 def build(name, device):
-    from lavis.common.chat import ChatModel
-    from lavis.models import load_model_and_preprocess
 
     options, note = {}, "tiny default"
     if name == "small":
@@ -92,7 +101,6 @@ def build(name, device):
 
 
 def fixed_length_settings(chat_model, new_tokens):
-    from lavis.common.chat import GenerationSettings
 
     class FixedLength(GenerationSettings):
         def generate_kwargs(self):
@@ -126,7 +134,6 @@ def sync(device):
 
 
 def run_chat(chat_model, image, settings, device, on_this_thread=False):
-    from lavis.common.chat import ChatSession
 
     session = ChatSession(chat_model, settings=settings)
     session.add_images([image])
@@ -142,7 +149,12 @@ def run_chat(chat_model, image, settings, device, on_this_thread=False):
     end = time.perf_counter()
     first = reply.streamer.first_token_time
     assert reply.num_tokens == settings.max_new_tokens, reply.num_tokens
-    return first - start, (reply.num_tokens - 1) / (end - first), (reply.first_text_time or end) - start, reply.reply_ids
+    return (
+        first - start,
+        (reply.num_tokens - 1) / (end - first),
+        (reply.first_text_time or end) - start,
+        reply.reply_ids,
+    )
 
 
 def run_bare(chat_model, image, settings, device, include_embedding):
@@ -185,13 +197,11 @@ def run_bare(chat_model, image, settings, device, include_embedding):
 
 
 def merge_query(chat_model):
-    from lavis.common.chat import image_parts, merge_parts
 
     return merge_parts(image_parts(1) + [" " + QUESTION])
 
 
 def measure(name, runs, new_tokens, device):
-    from lavis.common.chat import example_image_path, load_image
 
     chat_model, note = build(name, device)
     image = load_image(example_image_path("circle", "red"))
@@ -212,8 +222,10 @@ def measure(name, runs, new_tokens, device):
             results[label].append(cases[label]())
     prompt_len = len(chat_model.model.prompt.generation_ids(merge_query(chat_model))[0])
     print(f"\n== {name}: {note}")
-    print(f"   prompt {prompt_len} tokens (1 image), {new_tokens} new tokens, greedy, {runs} runs (median), device {device}, "
-          f"{torch.get_num_threads()} CPU threads")  # fmt: skip
+    print(
+        f"   prompt {prompt_len} tokens (1 image), {new_tokens} new tokens, greedy, {runs} runs (median), "
+        f"device {device}, {torch.get_num_threads()} CPU threads"
+    )
     print(f"   {'':28s} {'first token':>12s} {'decode':>12s}")
     medians = {}
     for label, values in results.items():
@@ -244,7 +256,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    import lavis  # noqa: F401
 
     for name in args.models:
         measure(name, args.runs, args.new_tokens, args.device)

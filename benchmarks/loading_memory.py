@@ -2,7 +2,7 @@
 
 Writes a Qwen-1-format folder (`config.json` with `model_type: qwen`, bf16, real vocabulary
 151,936, hidden 2048, sharded with an index) tensor by tensor, then loads it with
-`lavis.models.loaders.qwen.load_llm` in a fresh subprocess and reports
+`lavis.models.llm.qwen_weights.load_llm` in a fresh subprocess and reports
 
 * the weight files' size on disk,
 * the peak resident memory (VmHWM, reset right before loading; ru_maxrss where there is no
@@ -78,7 +78,8 @@ def write_folder(folder, layers, fmt):
     """Shard 1: embeddings + first half of the layers; shard 2: the rest + ln_f + lm_head."""
     import torch
 
-    from lavis.models.loaders.files import write_safetensors_lazy
+    # defer: the parent process, which only starts the writer and the measurer, never imports lavis
+    from lavis.models.weight_files import write_safetensors_lazy
 
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "config.json"), "w") as f:
@@ -95,7 +96,9 @@ def write_folder(folder, layers, fmt):
     for j, shard in enumerate(shards):
         if fmt == "safetensors":
             name = f"model-{j + 1:05d}-of-{len(shards):05d}.safetensors"
-            write_safetensors_lazy(os.path.join(folder, name), [(n, s, d, make(s, d)) for n, s, d in shard], {"format": "pt"})
+            write_safetensors_lazy(
+                os.path.join(folder, name), [(n, s, d, make(s, d)) for n, s, d in shard], {"format": "pt"}
+            )
         else:
             name = f"pytorch_model-{j + 1:05d}-of-{len(shards):05d}.bin"
             torch.save({n: make(s, d)() for n, s, d in shard}, os.path.join(folder, name))
@@ -139,7 +142,8 @@ def measure(folder):
     import psutil
     import torch
 
-    from lavis.models.loaders.qwen import load_llm
+    # defer: imported here so that the baseline below counts the imports
+    from lavis.models.llm.qwen_weights import load_llm
 
     gc.collect()
     process = psutil.Process()
@@ -159,18 +163,35 @@ def measure(folder):
         assert baseline <= peak_load
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     dtypes = sorted({str(p.dtype) for p in model.parameters()})
-    print(json.dumps(dict(baseline=baseline, peak_load=peak_load, after_load=after_load, peak_touched=peak_touched, params=params, dtypes=dtypes, seconds=seconds)))
+    print(
+        json.dumps(
+            dict(
+                baseline=baseline,
+                peak_load=peak_load,
+                after_load=after_load,
+                peak_touched=peak_touched,
+                params=params,
+                dtypes=dtypes,
+                seconds=seconds,
+            )
+        )
+    )
 
 
 def run(fmt, layers, root, keep):
     folder = os.path.join(root, f"qwen_{fmt}")
     written = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--write", folder, "--format", fmt, "--layers", str(layers)], cwd=REPO
+        [sys.executable, os.path.abspath(__file__), "--write", folder, "--format", fmt, "--layers", str(layers)],
+        cwd=REPO,
     )
     if written.returncode:
         raise SystemExit(f"writing the {fmt} folder failed")
-    size = sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder) if n.endswith((".safetensors", ".bin")))
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--measure", folder], capture_output=True, text=True, cwd=REPO)
+    size = sum(
+        os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder) if n.endswith((".safetensors", ".bin"))
+    )
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--measure", folder], capture_output=True, text=True, cwd=REPO
+    )
     if out.returncode:
         sys.stderr.write(out.stderr)
         raise SystemExit(f"measurement failed for {fmt}")
@@ -204,7 +225,10 @@ def main():
         return 0
     root = args.dir or tempfile.mkdtemp(prefix="loading_memory_")
     formats = ("safetensors", "bin") if args.format == "both" else (args.format,)
-    print(f"Qwen-1 format, hidden {HIDDEN}, {args.layers} layers, vocab {VOCAB}, bf16, 2 shards + index; baseline = RSS after imports")
+    print(
+        f"Qwen-1 format, hidden {HIDDEN}, {args.layers} layers, vocab {VOCAB}, bf16, 2 shards + index; baseline "
+        "= RSS after imports"
+    )
     worst = max(run(fmt, args.layers, root, args.keep) for fmt in formats)
     if not args.dir and not args.keep:
         shutil.rmtree(root, ignore_errors=True)

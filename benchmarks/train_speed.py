@@ -1,6 +1,7 @@
 """Training speed of MiniGPT4Qwen steps, ours against the original's way of computing them.
 
-    python benchmarks/train_speed.py [--configs tiny small] [--steps 10] [--device cpu|cuda] [--amp bf16] [--cached-features] [--compile]
+    python benchmarks/train_speed.py [--configs tiny small] [--steps 10] [--device cpu|cuda] [--amp bf16]
+                                     [--cached-features] [--compile]
     python benchmarks/train_speed.py --varied-lengths [--configs small]
 
 For each named config it trains `--steps` optimizer steps (after 2 warm-up steps) on the synthetic
@@ -45,6 +46,14 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from lavis.common.utils import get_cache_path  # noqa: E402  (after the repository root is on sys.path)
+from lavis.datasets.datasets.instruction_dataset import InstructionDataset  # noqa: E402
+from lavis.datasets.synthetic.shapes import ensure_shapes_dataset  # noqa: E402
+from lavis.models import load_model  # noqa: E402
+from lavis.processors import load_processor  # noqa: E402
+from lavis.runners.compile import compile_llm_layers  # noqa: E402
+from lavis.runners.samplers import ResumableSampler  # noqa: E402
+
 QWEN_VOCAB_ROWS = 151_936
 CONFIGS = {
     "tiny": {"batch": 32, "options": {}},
@@ -53,11 +62,27 @@ CONFIGS = {
         "options": {
             "image_size": 224,
             "vit_arch": {"patch_size": 14, "embed_dim": 256, "depth": 6, "num_heads": 4, "mlp_ratio": 4.0},
-            "qformer_arch": {"hidden_size": 256, "num_layers": 2, "num_heads": 4, "intermediate_size": 1024, "cross_attention_freq": 1},
+            "qformer_arch": {
+                "hidden_size": 256,
+                "num_layers": 2,
+                "num_heads": 4,
+                "intermediate_size": 1024,
+                "cross_attention_freq": 1,
+            },
             "num_query_token": 32,
-            "llm_arch": {"hidden_size": 512, "num_layers": 4, "num_heads": 8, "intermediate_size": 1408, "max_position_embeddings": 2048, "vocab_pad_to": QWEN_VOCAB_ROWS},
+            "llm_arch": {
+                "hidden_size": 512,
+                "num_layers": 4,
+                "num_heads": 8,
+                "intermediate_size": 1408,
+                "max_position_embeddings": 2048,
+                "vocab_pad_to": QWEN_VOCAB_ROWS,
+            },
             "max_txt_len": 256,
-            "freeze_vit": True, "freeze_qformer": True, "freeze_queries": True, "freeze_llm": True,
+            "freeze_vit": True,
+            "freeze_qformer": True,
+            "freeze_queries": True,
+            "freeze_llm": True,
         },
     },
     "7b-shape": {
@@ -67,17 +92,25 @@ CONFIGS = {
             "vit_arch": {},  # EVA-ViT-G's defaults
             "qformer_arch": {},  # BERT-base Q-former defaults
             "num_query_token": 32,
-            "llm_arch": {"hidden_size": 4096, "num_layers": 32, "num_heads": 32, "intermediate_size": 11008, "vocab_pad_to": QWEN_VOCAB_ROWS},
-            "max_txt_len": 256, "vit_precision": "fp16",
-            "freeze_vit": True, "freeze_qformer": True, "freeze_queries": True, "freeze_llm": True,
+            "llm_arch": {
+                "hidden_size": 4096,
+                "num_layers": 32,
+                "num_heads": 32,
+                "intermediate_size": 11008,
+                "vocab_pad_to": QWEN_VOCAB_ROWS,
+            },
+            "max_txt_len": 256,
+            "vit_precision": "fp16",
+            "freeze_vit": True,
+            "freeze_qformer": True,
+            "freeze_queries": True,
+            "freeze_llm": True,
         },
     },
 }
 
 
 def build(name, device):
-    from lavis.models import load_model
-    from lavis.processors import load_processor
 
     torch.manual_seed(0)
     model = load_model("minigpt4qwen", "tiny", device=device, cfg_options=CONFIGS[name]["options"])
@@ -87,13 +120,11 @@ def build(name, device):
 
 def batches(model, processor, batch_size, count):
     """`count` batches of synthetic shapes conversations, images at the model's size."""
-    from lavis.common.utils import get_cache_path
-    from lavis.datasets.datasets.instruction_dataset import InstructionDataset
-    from lavis.datasets.synthetic.shapes import ensure_shapes_dataset
-    from lavis.processors import load_processor
 
     root = ensure_shapes_dataset(get_cache_path("dataset/shapes_instruction"))
-    dataset = InstructionDataset(processor, load_processor("base_instruction"), str(root / "image"), [str(root / "train.json")])
+    dataset = InstructionDataset(
+        processor, load_processor("base_instruction"), str(root / "image"), [str(root / "train.json")]
+    )
     return [InstructionDataset.collater([dataset[i * batch_size + j] for j in range(batch_size)]) for i in range(count)]
 
 
@@ -101,8 +132,6 @@ def varied_length_batches(model, processor, batch_size, count, seed=0):
     """(random batches, length-grouped batches) of the same `count` x `batch_size` samples whose
     answers are repeated 1 to 60 times (a long-tailed spread of lengths, as in LLaVA's data)."""
     import random
-
-    from lavis.runners.samplers import ResumableSampler
 
     rng = random.Random(seed)
     pool = [dict(s) for b in batches(model, processor, batch_size, count) for s in _unbatch(b)]
@@ -114,7 +143,10 @@ def varied_length_batches(model, processor, batch_size, count, seed=0):
     lengths = [len(model.prompt.encode_conversation(s["conversations"], model.max_txt_len).input_ids) for s in pool]
     sampler = ResumableSampler(pool, batch_size, seed=seed, lengths=lengths)
     grouped = list(sampler)
-    chunk = lambda order: [_collate([pool[i] for i in order[k : k + batch_size]]) for k in range(0, len(order), batch_size)]
+
+    def chunk(order):
+        return [_collate([pool[i] for i in order[k : k + batch_size]]) for k in range(0, len(order), batch_size)]
+
     return chunk(list(range(len(pool)))), chunk(grouped)
 
 
@@ -222,7 +254,10 @@ def measure(name, model, data, step_loss, pads_to_max, device, amp, warmup=2):
 
 
 def image_side_frozen(model):
-    return not any(p.requires_grad for m in (model.visual_encoder, model.ln_vision, model.Qformer) for p in m.parameters()) and not model.query_tokens.requires_grad
+    return (
+        not any(p.requires_grad for m in (model.visual_encoder, model.ln_vision, model.Qformer) for p in m.parameters())
+        and not model.query_tokens.requires_grad
+    )
 
 
 def cached_batches(model, data, device):
@@ -242,42 +277,60 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", choices=["none", "bf16"], default="none")
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--cached-features", action="store_true", help="also time our step from cached Q-former outputs")
+    parser.add_argument(
+        "--cached-features", action="store_true", help="also time our step from cached Q-former outputs"
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the LLM decoder layers (run.compile)")
-    parser.add_argument("--varied-lengths", action="store_true", help="our step on long-tailed lengths: random vs length-grouped batches")
+    parser.add_argument(
+        "--varied-lengths",
+        action="store_true",
+        help="our step on long-tailed lengths: random vs length-grouped batches",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if args.amp == "bf16" else torch.float32
     rate = matmul_rate(args.device, dtype)
-    print(f"device {args.device}, {torch.get_num_threads()} CPU threads, amp {args.amp}, compile {args.compile}; "
-          f"measured {dtype} 2048^3 matmul rate: {rate / 1e9:.1f} GFLOP/s")
+    print(
+        f"device {args.device}, {torch.get_num_threads()} CPU threads, amp {args.amp}, compile {args.compile}; "
+        f"measured {dtype} 2048^3 matmul rate: {rate / 1e9:.1f} GFLOP/s"
+    )
     for name in args.configs:
         model, processor = build(name, args.device)
         if args.compile:
-            from lavis.runners.compile import compile_llm_layers
-
             compile_llm_layers(model, True, args.device)
         data = batches(model, processor, CONFIGS[name]["batch"], args.steps + 2)
-        print(f"\n== {name}: batch {CONFIGS[name]['batch']}, {args.steps} steps, "
-              f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters "
-              f"({sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M trainable)")
+        print(
+            f"\n== {name}: batch {CONFIGS[name]['batch']}, {args.steps} steps, "
+            f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters "
+            f"({sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M trainable)"
+        )
         results = {}
         if args.varied_lengths:
             random_batches, grouped = varied_length_batches(model, processor, CONFIGS[name]["batch"], args.steps)
             warmup = random_batches[:2]  # the same 2 warm-up steps before each, then all the samples timed
             for label, batches_ in (("random", warmup + random_batches), ("grouped", warmup + grouped)):
-                seconds, samples, real, padded, memory, flops = measure(name, model, batches_, our_step_loss, False, args.device, args.amp)
+                seconds, samples, real, padded, memory, flops = measure(
+                    name, model, batches_, our_step_loss, False, args.device, args.amp
+                )
                 results[label] = seconds
-                print(f"   {label:9s} {samples / seconds:8.2f} samples/s  {real / seconds:9.0f} real tok/s  "
-                      f"{padded / seconds:9.0f} padded tok/s  padding {padded / real - 1:.0%} of real tokens  {memory}")
-            print(f"   length-grouped batches are {results['random'] / results['grouped']:.2f}x faster on the same samples")
+                print(
+                    f"   {label:9s} {samples / seconds:8.2f} samples/s  {real / seconds:9.0f} real tok/s  "
+                    f"{padded / seconds:9.0f} padded tok/s  padding {padded / real - 1:.0%} of real tokens  {memory}"
+                )
+            print(
+                f"   length-grouped batches are {results['random'] / results['grouped']:.2f}x faster on the "
+                "same samples"
+            )
             continue
         runs = [("ours", our_step_loss, False, data), ("original", original_step_loss, True, data)]
         if args.cached_features and image_side_frozen(model):
             cached, seconds = cached_batches(model, data, args.device)
             images = sum(len(b["image"]) for b in data)
-            print(f"   cache: {images} images through ViT + Q-former in {seconds:.2f} s ({images / seconds:.1f} images/s), once")
+            print(
+                f"   cache: {images} images through ViT + Q-former in {seconds:.2f} s ({images / seconds:.1f} "
+                "images/s), once"
+            )
             runs.append(("cached", our_step_loss, False, cached))
         elif args.cached_features:
             print("   cached: skipped (the image side trains in this config: nothing to cache)")
@@ -286,11 +339,17 @@ def main(argv=None):
                 name, model, [dict(b) for b in batches_], step, pads_to_max, args.device, args.amp
             )
             results[label] = seconds
-            print(f"   {label:9s} {samples / seconds:8.2f} samples/s  {real / seconds:9.0f} real tok/s  "
-                  f"{padded / seconds:9.0f} padded tok/s  {memory}  {flops / 1e9:7.1f} GFLOP/s = {flops / rate:.1%} of matmul rate")
+            print(
+                f"   {label:9s} {samples / seconds:8.2f} samples/s  {real / seconds:9.0f} real tok/s  "
+                f"{padded / seconds:9.0f} padded tok/s  {memory}  {flops / 1e9:7.1f} GFLOP/s = "
+                f"{flops / rate:.1%} of matmul rate"
+            )
         print(f"   ours is {results['original'] / results['ours']:.2f}x faster than the original's step")
         if "cached" in results:
-            print(f"   ours from cached features is {results['ours'] / results['cached']:.2f}x faster than ours from images")
+            print(
+                f"   ours from cached features is {results['ours'] / results['cached']:.2f}x faster than ours "
+                "from images"
+            )
     return 0
 
 

@@ -20,10 +20,7 @@ registry.register_path(
     os.environ.get("LAVIS_CACHE_ROOT") or os.path.join(_repo_root, _default_cfg.env.cache_root),
 )
 
-from lavis import processors  # noqa: E402,F401  (registration)
-from lavis import models  # noqa: E402,F401
-from lavis import datasets  # noqa: E402,F401
-from lavis import tasks  # noqa: E402,F401
-from lavis import runners  # noqa: E402,F401
+# Importing the subpackages registers their components (after the paths above, which they use).
+from lavis import datasets, models, processors, runners, tasks  # noqa: E402,F401
 from lavis.common import optims  # noqa: E402,F401  (lr schedulers)
 from lavis.models import load_model, load_model_and_preprocess, load_preprocess  # noqa: E402,F401

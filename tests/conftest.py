@@ -1,11 +1,24 @@
-"""Shared fixtures: a tiny model of the real architecture and a small synthetic dataset."""
+"""Shared fixtures: a tiny model of the real architecture, a small synthetic dataset, and the chat
+tests' image and checkpoints (built by `tests/helpers/chat.py`)."""
+
+import os
 
 import pytest
 import torch
 
 import lavis  # noqa: F401  (registers every component)
+from lavis.chat import ChatModel, ChatSession, load_image
 from lavis.datasets.synthetic.shapes import ensure_shapes_dataset
 from lavis.models import load_model
+from tests.helpers.chat import (
+    LONG_QUESTION,
+    LONG_TOKENS,
+    build_model,
+    cached,
+    red_circle,
+    save_runner_checkpoint,
+    train_tiny,
+)
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +31,38 @@ def shapes_root(tmp_path_factory):
 def tiny_model():
     torch.manual_seed(0)
     return load_model("minigpt4qwen", "tiny")
+
+
+@pytest.fixture(scope="session")
+def chat_image(tmp_path_factory):
+    folder = tmp_path_factory.getbasetemp() / "chat_images"
+    folder.mkdir(exist_ok=True)
+    return red_circle(str(folder))
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory, chat_image):
+    def build(folder):
+        model, _, loss = train_tiny(chat_image)
+        assert loss < 0.1, f"the fixture model did not learn its conversation (loss {loss:.3f})"
+        return save_runner_checkpoint(model, os.path.join(folder, "output"))
+
+    return cached(tmp_path_factory, "trained", build)
+
+
+@pytest.fixture(scope="session")
+def long_checkpoint(tmp_path_factory, chat_image):
+    def build(folder):
+        for seed in range(20):
+            model, vis, _ = build_model(seed)
+            model.eval()
+            session = ChatSession(ChatModel(model, vis["eval"], None, "tiny", torch.device("cpu")))
+            session.settings.set("max_new_tokens", LONG_TOKENS)
+            session.add_images([load_image(chat_image)])
+            reply = session.stream(LONG_QUESTION)
+            reply.collect()
+            if reply.num_tokens >= LONG_TOKENS:
+                return save_runner_checkpoint(model, os.path.join(folder, "output"))
+        raise AssertionError("no seed gave an untrained model with a long answer")
+
+    return cached(tmp_path_factory, "long", build)

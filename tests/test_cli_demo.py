@@ -12,15 +12,12 @@ import time
 
 import pytest
 
-from test_chat_support import (  # noqa: F401
+from tests.helpers.chat import (
     LONG_QUESTION,
     QUESTION_EN,
     QUESTION_ZH,
     REPO,
-    chat_image,
-    long_checkpoint,
     run_script,
-    trained_checkpoint,
 )
 
 pexpect = pytest.importorskip("pexpect", reason="pexpect is not installed (pip install pexpect)")

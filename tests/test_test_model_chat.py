@@ -3,7 +3,7 @@
 import pytest
 
 from lavis.datasets.synthetic.shapes import FORMAT_VERSION
-from test_chat_support import QUESTION_EN, QUESTION_ZH, chat_image, run_script, trained_checkpoint  # noqa: F401
+from tests.helpers.chat import QUESTION_EN, QUESTION_ZH, run_script
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ def test_short_default_run_learns_and_needs_the_image(tmp_path):
     # the same checkpoint, shown the wrong images, falls to about chance: answers come from the image
     code = f"""
 import torch, lavis
-from lavis.common.chat import load_chat_model
+from lavis.chat import load_chat_model
 from lavis.common.config import build_dataset_config
 from lavis.common.registry import registry
 from lavis.tasks.base_task import BaseTask
@@ -49,7 +49,9 @@ def shuffled(batches):
 print("ACC", BaseTask().evaluation(model, list(loader), 8)["accuracy"], BaseTask().evaluation(model, shuffled(loader), 8)["accuracy"])
 """
     env = dict(os.environ, LAVIS_CACHE_ROOT=str(tmp_path / "cache"), PYTHONPATH=REPO)
-    check = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    check = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert check.returncode == 0, check.stderr[-3000:]
     right, wrong = map(float, check.stdout.split("ACC")[1].split())
     assert right >= 0.85 and wrong <= 0.45, (right, wrong)
@@ -60,8 +62,17 @@ def test_missing_real_weights_stop_with_one_message(tmp_path):
     assert proc.returncode == 2
     env = dict(os.environ, LAVIS_CACHE_ROOT=str(tmp_path / "cache"))
     proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "train.py"), "--cfg-path", os.path.join(REPO, "lavis/projects/instruction_tuning/train.yaml")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            os.path.join(REPO, "train.py"),
+            "--cfg-path",
+            os.path.join(REPO, "lavis/projects/instruction_tuning/train.yaml"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 from PIL import Image
 
-from test_chat_support import LONG_QUESTION, REPO, chat_image, long_checkpoint  # noqa: F401
+from tests.helpers.chat import LONG_QUESTION, REPO
 
 gr = pytest.importorskip("gradio", reason="gradio is not installed (pip install gradio==6.31.0)")
 
@@ -38,8 +38,7 @@ def web(long_checkpoint):  # noqa: F811
     """The page's handlers on an untrained model whose answer to LONG_QUESTION runs long."""
     sys.path.insert(0, REPO)
     import webui_demo
-
-    from lavis.common.chat import load_chat_model
+    from lavis.chat import load_chat_model
 
     return webui_demo, webui_demo.WebChat(load_chat_model(long_checkpoint, device="cpu"))
 
@@ -133,7 +132,7 @@ def guarded_connect(sock, address):
 
 socket.getaddrinfo, socket.socket.connect = guarded_resolve, guarded_connect
 import webui_demo  # sets the environment, then imports gradio
-from lavis.common.chat import load_chat_model
+from lavis.chat import load_chat_model
 
 demo = webui_demo.build_demo(load_chat_model(sys.argv[1], device="cpu"))
 demo.launch(server_name="127.0.0.1", server_port=int(sys.argv[2]), prevent_thread_lock=True, quiet=True)
@@ -187,7 +186,9 @@ def server(long_checkpoint, tmp_path):  # noqa: F811
 def test_browser_upload_ask_and_stream(server, chat_image, tmp_path):  # noqa: F811
     if not os.path.exists(CHROMIUM) or shutil.which("chromium") is None:
         pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    playwright_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+    )
 
     fake = tmp_path / "fake.png"
     fake.write_text("not really a png")

@@ -21,20 +21,20 @@ image slots itself (`IMAGE_SLOT` parts), so a typed `<ImageHere>`, `<|im_end|>`,
 
 The package, in the order of the flow (each module says its place):
 
-* :mod:`~lavis.common.chat.errors`: :class:`ChatError`, :class:`ImageError`, :func:`one_line`;
-* :mod:`~lavis.common.chat.loading`: checkpoints, :class:`ChatModel`, :func:`load_chat_model`
+* :mod:`~lavis.chat.errors`: :class:`ChatError`, :class:`ImageError`, :func:`one_line`;
+* :mod:`~lavis.chat.loading`: checkpoints, :class:`ChatModel`, :func:`load_chat_model`
   and the generation thread;
-* :mod:`~lavis.common.chat.images`: :func:`load_image`, :func:`example_image_path`, limits;
-* :mod:`~lavis.common.chat.settings`: :class:`GenerationSettings` and parsing;
-* :mod:`~lavis.common.chat.session`: :class:`Conversation`, query parts, :class:`ChatSession`;
-* :mod:`~lavis.common.chat.streaming`: :class:`Reply`, :class:`TokenTextStreamer`, cancelling.
+* :mod:`~lavis.chat.images`: :func:`load_image`, :func:`example_image_path`, limits;
+* :mod:`~lavis.chat.settings`: :class:`GenerationSettings` and parsing;
+* :mod:`~lavis.chat.session`: :class:`Conversation`, query parts, :class:`ChatSession`;
+* :mod:`~lavis.chat.streaming`: :class:`Reply`, :class:`TokenTextStreamer`, cancelling.
 
-Every public name is re-exported here: `from lavis.common.chat import X` works for all of them.
+Every public name is re-exported here: `from lavis.chat import X` works for all of them.
 """
 
-from lavis.common.chat.errors import ChatError, ImageError, one_line
-from lavis.common.chat.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, example_image_path, load_image
-from lavis.common.chat.loading import (
+from lavis.chat.errors import ChatError, ImageError, one_line
+from lavis.chat.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, example_image_path, load_image
+from lavis.chat.loading import (
     DEFAULT_MODEL_TYPE,
     REPO_ROOT,
     TINY_OUTPUT_DIR,
@@ -42,7 +42,7 @@ from lavis.common.chat.loading import (
     find_latest_checkpoint,
     load_chat_model,
 )
-from lavis.common.chat.session import (
+from lavis.chat.session import (
     IMAGE_CLOSE,
     IMAGE_OPEN,
     ChatSession,
@@ -52,8 +52,8 @@ from lavis.common.chat.session import (
     parts_from_template,
     render_query,
 )
-from lavis.common.chat.settings import MAX_WINDOW_SIZE, GenerationSettings
-from lavis.common.chat.streaming import STREAM_INTERVAL, Reply, TokenTextStreamer
+from lavis.chat.settings import MAX_WINDOW_SIZE, GenerationSettings
+from lavis.chat.streaming import STREAM_INTERVAL, Reply, TokenTextStreamer
 
 __all__ = [
     "ChatError",

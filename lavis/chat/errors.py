@@ -1,11 +1,14 @@
-"""The chat errors every other module raises: the base of the flow (no dependencies).
+"""The chat errors every other module raises: the base of the chat flow.
 
 :class:`ChatError` is what a front end shows as one line (via :func:`one_line`) instead of a
-traceback; :class:`ImageError` is the image loader's kind of it.
+traceback; :class:`ImageError` is the image loader's kind of it.  Both are
+:class:`~lavis.common.errors.UserError` s, as every error that is the user's to fix.
 """
 
+from lavis.common.errors import UserError
 
-class ChatError(Exception):
+
+class ChatError(UserError):
     """A problem to show the person chatting as one line (no traceback)."""
 
 
@@ -14,7 +17,7 @@ class ImageError(ChatError, ValueError):
 
 
 def one_line(err):
-    """`err` as a single line: MissingWeightsError lists its files; newlines are folded."""
+    """`err` as a single line: MissingFilesError lists its files; newlines are folded."""
     missing = getattr(err, "missing", None)
     if missing:
         files = "; ".join(f"{key}: {path}" for key, path, _ in missing)

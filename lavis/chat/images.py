@@ -1,14 +1,18 @@
 """Step 2 of the flow: the images a person adds, opened defensively.
 
 :func:`load_image` opens an image file as RGB or raises a one-line
-:class:`~lavis.common.chat.errors.ImageError` (size, pixel count, decompression bombs,
+:class:`~lavis.chat.errors.ImageError` (size, pixel count, decompression bombs,
 truncated or non-image files); :func:`example_image_path` makes a cached example image.
 """
 
 import os
 import warnings
 
-from lavis.common.chat.errors import ImageError, one_line
+from PIL import Image, UnidentifiedImageError
+
+from lavis.chat.errors import ImageError, one_line
+from lavis.common.utils import atomic_open, get_cache_path
+from lavis.datasets.synthetic.shapes import FORMAT_VERSION, draw_shape
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
@@ -20,8 +24,6 @@ def load_image(path, max_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_IMAGE_PIXELS):
     The pixel count is checked from the header before anything is decoded, so a
     decompression bomb is refused without being expanded.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = os.path.expanduser(os.fspath(path))
     name = os.path.basename(path) or path
     if not os.path.exists(path):
@@ -37,9 +39,7 @@ def load_image(path, max_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_IMAGE_PIXELS):
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > max_pixels:
-                    raise ImageError(
-                        f"{name} is too large: {width}x{height} pixels (limit {max_pixels:,} pixels)"
-                    )
+                    raise ImageError(f"{name} is too large: {width}x{height} pixels (limit {max_pixels:,} pixels)")
                 image.load()
                 return image.convert("RGB")
     except ImageError:
@@ -56,9 +56,6 @@ def load_image(path, max_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_IMAGE_PIXELS):
 
 def example_image_path(shape="circle", colour="red", image_size=224):
     """A generated example image (one coloured shape, as in the tiny default's data), cached."""
-    from lavis.common.utils import atomic_open, get_cache_path
-    from lavis.datasets.synthetic.shapes import FORMAT_VERSION, draw_shape
-
     # the generator's format version is in the name: a cached image never outlives a change of drawing
     name = f"{colour}_{shape}_{image_size}_v{FORMAT_VERSION}.png"
     path = get_cache_path(os.path.join("examples", name))

@@ -3,7 +3,7 @@
 :func:`load_chat_model` finds a checkpoint (by default the tiny default's latest, written by
 `python train.py`), rebuilds the model from the checkpoint's own `config["model"]` section and
 loads the weights and the eval image processor into a :class:`ChatModel`, which also owns the
-one long-lived generation thread that :class:`~lavis.common.chat.streaming.Reply` submits to.
+one long-lived generation thread that :class:`~lavis.chat.streaming.Reply` submits to.
 """
 
 import atexit
@@ -16,16 +16,23 @@ import threading
 from typing import Optional
 
 import torch
+from omegaconf import OmegaConf
 
-from lavis.common.chat.errors import ChatError, one_line
-from lavis.common.chat.settings import MAX_WINDOW_SIZE, GenerationSettings
-from lavis.runners import train_state
+from lavis.chat.errors import ChatError, one_line
+from lavis.chat.settings import MAX_WINDOW_SIZE, GenerationSettings
+from lavis.common.checkpoint import EPOCH_END, CheckpointError, checkpoint_position, list_checkpoints, load_file
+from lavis.common.config import ConfigError, build_model_config, drop_unused_keys, load_preprocess_config
+from lavis.common.errors import MissingFilesError
+from lavis.common.registry import registry
+from lavis.common.schema import ModelConfig
+from lavis.models import load_preprocess
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+REPO_ROOT = registry.get_path("repo_root")
 #: Where `python train.py` (the tiny default) writes its jobs, relative to the repo root.
 TINY_OUTPUT_DIR = os.path.join("output", "instruction_tuning", "tiny")
 #: Model type used for a checkpoint that carries no config (e.g. the original's released one).
 DEFAULT_MODEL_TYPE = "qwen7b_chat"
+
 
 def find_latest_checkpoint(output_dir=None):
     """The highest-epoch `checkpoint_<epoch>.pth` of the newest job folder that has one.
@@ -42,7 +49,7 @@ def find_latest_checkpoint(output_dir=None):
     jobs = sorted((d for d in os.listdir(output_dir) if os.path.isdir(os.path.join(output_dir, d))), reverse=True)
     for job in jobs:
         # epoch-end checkpoints only (not a run's mid-epoch `checkpoint_<epoch>_iter<K>.pth`)
-        ends = [p for p in train_state.list_checkpoints(os.path.join(output_dir, job)) if train_state.checkpoint_position(p)[1] == train_state.EPOCH_END]
+        ends = [p for p in list_checkpoints(os.path.join(output_dir, job)) if checkpoint_position(p)[1] == EPOCH_END]
         if ends:
             return ends[-1]  # the list is in position order: the highest epoch
     raise ChatError(f"no checkpoint found in {output_dir}; {hint}")
@@ -154,14 +161,6 @@ def load_chat_model(checkpoint_path=None, model_type=None, device=None, cfg_opti
     `cfg_options` overrides config keys.  Every failure is a :class:`ChatError` with a
     one-line message (missing checkpoint, unreadable file, missing real weights...).
     """
-    from omegaconf import OmegaConf
-
-    from lavis.common.checkpoint import CheckpointError, load_file
-    from lavis.common.config import ConfigError, build_model_config, load_preprocess_config
-    from lavis.common.registry import registry
-    from lavis.models import load_preprocess
-    from lavis.models.minigpt4qwen.weights import MissingWeightsError
-
     if checkpoint_path is None:
         checkpoint_path = find_latest_checkpoint(output_dir)
     checkpoint_path = os.path.expanduser(os.fspath(checkpoint_path))
@@ -176,8 +175,7 @@ def load_chat_model(checkpoint_path=None, model_type=None, device=None, cfg_opti
     saved = state.get("config") if isinstance(state.get("config"), dict) else None
     saved_model = saved.get("model") if saved else None
     if saved_model:  # keys this version does not know (e.g. an original LAVIS run's) are left out
-        from lavis.common.schema import ModelConfig
-
+        saved_model = OmegaConf.to_container(drop_unused_keys("model", saved_model))
         known = {f.name for f in dataclasses.fields(ModelConfig)}
         unknown = sorted(set(saved_model) - known)
         if unknown:
@@ -199,7 +197,7 @@ def load_chat_model(checkpoint_path=None, model_type=None, device=None, cfg_opti
         model = registry.get_model_class(cfg.arch).from_config(cfg)
         model.load_checkpoint(state)
         vis_processors, _ = load_preprocess(load_preprocess_config(cfg))
-    except MissingWeightsError as err:
+    except MissingFilesError as err:
         raise ChatError(one_line(err)) from None
     except (CheckpointError, ConfigError, NotImplementedError, FileNotFoundError, ValueError, KeyError) as err:
         raise ChatError(f"cannot build the model for {checkpoint_path}: {one_line(err)}") from None

@@ -1,9 +1,9 @@
 """Step 3 of the flow: one conversation, and the prompt of each query.
 
 :class:`ChatSession` keeps a :class:`Conversation` (its images, its (query, response) turns)
-and its :class:`~lavis.common.chat.settings.GenerationSettings`; it turns what a person types
+and its :class:`~lavis.chat.settings.GenerationSettings`; it turns what a person types
 into query parts (image slots placed by the session, never by typed text), builds the prompt
-and starts a :class:`~lavis.common.chat.streaming.Reply`.
+and starts a :class:`~lavis.chat.streaming.Reply`.
 """
 
 import copy
@@ -14,9 +14,10 @@ from typing import List, Optional
 
 import torch
 
-from lavis.common.chat.errors import ChatError
-from lavis.common.chat.images import load_image
-from lavis.common.chat.streaming import Reply
+from lavis.chat.errors import ChatError
+from lavis.chat.images import load_image
+from lavis.chat.streaming import Reply
+from lavis.processors.chat_format import IMAGE_SLOT, IMAGE_TOKEN
 
 IMAGE_OPEN, IMAGE_CLOSE = "<Img>", "</Img>"
 
@@ -42,14 +43,8 @@ def image_parts(count):
     """Query parts that show `count` images, as the training data do: `<Img>[slots]</Img>` each."""
     parts = []
     for _ in range(count):
-        parts += [IMAGE_OPEN, _image_slot(), IMAGE_CLOSE]
+        parts += [IMAGE_OPEN, IMAGE_SLOT, IMAGE_CLOSE]
     return parts
-
-
-def _image_slot():
-    from lavis.models.minigpt4qwen.prompt import IMAGE_SLOT
-
-    return IMAGE_SLOT
 
 
 def merge_parts(parts):
@@ -65,8 +60,6 @@ def merge_parts(parts):
 
 def parts_from_template(text):
     """Trusted text whose `<ImageHere>` mark image slots -> parts (for scripts, not for users)."""
-    from lavis.models.minigpt4qwen.prompt import IMAGE_SLOT, IMAGE_TOKEN
-
     parts = []
     for i, piece in enumerate(text.split(IMAGE_TOKEN)):
         if i:
@@ -79,8 +72,6 @@ def render_query(parts):
     """A query's parts as text for display (`<ImageHere>` for each image slot)."""
     if isinstance(parts, str):
         return parts
-    from lavis.models.minigpt4qwen.prompt import IMAGE_SLOT, IMAGE_TOKEN
-
     return "".join(IMAGE_TOKEN if part is IMAGE_SLOT else part for part in parts)
 
 
@@ -154,8 +145,6 @@ class ChatSession:
 
     def prompt(self, parts):
         """(prompt ids, number of images they show) for `parts` after the history; ChatError if too long."""
-        from lavis.models.minigpt4qwen.prompt import IMAGE_SLOT
-
         conv = self.conversation
         slots = sum(1 for part in parts if part is IMAGE_SLOT)
         if conv.placed + slots > len(conv.images):
@@ -189,8 +178,6 @@ class ChatSession:
         return self.reply(query).run(on_text or (lambda text: None))
 
     def _commit(self, reply):
-        from lavis.models.minigpt4qwen.prompt import IMAGE_SLOT
-
         conv = self.conversation
         conv.placed += sum(1 for part in reply.query if part is IMAGE_SLOT)
         conv.history.append((reply.query, reply.response))

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from lavis.common.chat.errors import ChatError, one_line
+from lavis.chat.errors import ChatError, one_line
 
 #: Streamed text is handed out at most this often (seconds); what arrives meanwhile is merged.
 STREAM_INTERVAL = 0.02

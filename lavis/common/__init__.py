@@ -1,0 +1,2 @@
+"""The ground floor: infrastructure every other layer uses (registry, config, checkpoints, logs); it imports
+nothing else of lavis."""

@@ -1,20 +1,29 @@
-"""Reading and writing checkpoint files safely.
+"""Checkpoint files: reading and writing them safely, and how a run names and finds them.
 
 Reads never unpickle arbitrary objects (`torch.load(weights_only=True)`, or safetensors);
 writes go to a temporary file in the same folder and are renamed into place, so an
 interrupted write leaves the previous file intact.
+
+Names: the runner writes `checkpoint_<epoch>.pth` when an epoch ends and, with
+`run.save_freq_iters: N`, `checkpoint_<epoch>_iter<K>.pth` after every N-th optimizer step
+(K micro-batches of the epoch done).  A checkpoint's position is (epoch, K); an epoch-end
+checkpoint sorts after every mid-epoch one of its epoch.  `--resume auto` (or
+`run.resume_ckpt_path: auto`) takes the newest position in the newest job folder under
+`run.output_dir` that has any; the chat front ends take the newest epoch-end one.
 """
 
 import os
 import pickle
+import re
 import zipfile
 
 import torch
 
+from lavis.common.errors import UserError
 from lavis.common.utils import atomic_open
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file that cannot be used, with the file named."""
 
 
@@ -61,3 +70,41 @@ def save_file(obj, path):
     with atomic_open(path) as handle:
         torch.save(obj, handle)
     return os.fspath(path)
+
+
+_NAME = re.compile(r"^checkpoint_(\d+)(?:_iter(\d+))?\.pth$")
+EPOCH_END = float("inf")
+
+
+def checkpoint_name(epoch, iters=None):
+    return f"checkpoint_{epoch}.pth" if iters is None else f"checkpoint_{epoch}_iter{iters}.pth"
+
+
+def checkpoint_position(filename):
+    """(epoch, micro-batches done; inf at epoch end) of a checkpoint file name, or None."""
+    match = _NAME.match(os.path.basename(filename))
+    if not match:
+        return None
+    return int(match.group(1)), EPOCH_END if match.group(2) is None else int(match.group(2))
+
+
+def list_checkpoints(job_dir):
+    """The job folder's checkpoint paths, oldest position first."""
+    if not os.path.isdir(job_dir):
+        return []
+    found = [(checkpoint_position(name), name) for name in os.listdir(job_dir)]
+    return [os.path.join(job_dir, name) for position, name in sorted(p for p in found if p[0] is not None)]
+
+
+def latest_checkpoint(output_dir):
+    """The newest checkpoint of the newest job folder under `output_dir` that has one, or None.
+
+    Job folders are named by their start time (`%Y%m%d%H%M%S`), so the newest sorts last.
+    """
+    if not os.path.isdir(output_dir):
+        return None
+    for job in sorted(os.listdir(output_dir), reverse=True):
+        checkpoints = list_checkpoints(os.path.join(output_dir, job))
+        if checkpoints:
+            return checkpoints[-1]
+    return None

@@ -4,7 +4,8 @@ Flow (as in LAVIS): the run YAML names a model (`arch`, `model_type`) and datase
 registered names; each model and dataset builder contributes its default YAML, merged *under*
 what the run YAML says; `--options a.b=c` overrides come last.  Every section is checked
 against the schemas in `lavis/common/schema.py`: an unknown key or a wrong type stops with a
-message naming the key and the valid ones.
+message naming the key and the valid ones.  Keys of the original's configs that nothing here
+reads (`schema.ORIGINAL_UNUSED_KEYS`) are dropped first, so those files load unchanged.
 """
 
 import dataclasses
@@ -13,14 +14,49 @@ import json
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lavis.common.errors import UserError
 from lavis.common.registry import registry
-from lavis.common.schema import STRATEGIES, DatasetConfig, ModelConfig, PreprocessConfig, RunConfig
+from lavis.common.schema import (
+    ORIGINAL_UNUSED_KEYS,
+    STRATEGIES,
+    DatasetConfig,
+    ModelConfig,
+    PreprocessConfig,
+    RunConfig,
+)
 
 SECTIONS = ("model", "datasets", "run")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config problem, worded for the person who wrote the YAML."""
+
+
+def drop_unused_keys(where, layer):
+    """`layer` (the config section at `where`, e.g. "model" or "datasets.NAME") without the
+    original's keys that nothing here reads (`schema.ORIGINAL_UNUSED_KEYS`)."""
+    if layer is None:
+        return None
+    layer = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(layer), resolve=False))
+    prefix = where.split(".")
+    for pattern in ORIGINAL_UNUSED_KEYS:
+        parts = pattern.split(".")
+        if len(parts) > len(prefix) and all(p in ("*", w) for p, w in zip(parts, prefix)):
+            _drop_path(layer, parts[len(prefix) :])
+    return layer
+
+
+def _drop_path(node, parts):
+    if not isinstance(node, DictConfig):
+        return
+    names = list(node.keys()) if parts[0] == "*" else [parts[0]]
+    for name in names:
+        if name not in node:
+            continue
+        if len(parts) == 1:
+            node.pop(name)
+        else:
+            _drop_path(node[name], parts[1:])
 
 
 def _checked_merge(where, schema, *layers):
@@ -29,7 +65,7 @@ def _checked_merge(where, schema, *layers):
         merged = OmegaConf.structured(schema)
         for layer in layers:
             if layer is not None:
-                merged = OmegaConf.merge(merged, layer)
+                merged = OmegaConf.merge(merged, drop_unused_keys(where, layer))
         OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
         return merged
     except OmegaConfBaseException as err:

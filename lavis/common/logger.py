@@ -10,15 +10,20 @@ optimizer step, hands it the step's scalars (`train/loss`, `train/lr`, `train/gr
 `close()` ends both and draws `<output_dir>/curves.png` from `log.jsonl` (`lavis/common/plots.py`).
 Only the main process writes: the others get a logger that does nothing.  A missing optional
 library (tensorboard, wandb, matplotlib) is one warning, never a stopped run.
+
+`truncate_log` cuts `log.jsonl` back to a checkpoint's position when a run resumes.
 """
 
 import importlib
+import json
 import logging
 import os
 import time
 
 import psutil
 import torch
+
+from lavis.common.utils import atomic_open
 
 LOGGER = logging.getLogger(__name__)
 MIB = 2**20
@@ -63,7 +68,9 @@ def _optional(module, key):
     try:
         return importlib.import_module(module)
     except ImportError:
-        LOGGER.warning("run.%s is true but %s is not installed: training goes on without it (pip install %s)", key, module, module)
+        LOGGER.warning(
+            "run.%s is true but %s is not installed: training goes on without it (pip install %s)", key, module, module
+        )
         return None
 
 
@@ -89,13 +96,18 @@ class RunLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                LOGGER.warning("run.tensorboard is true but tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+                LOGGER.warning(
+                    "run.tensorboard is true but tensorboard is not installed: no TensorBoard logs (pip "
+                    "install tensorboard)"
+                )
             else:
                 self._writer = SummaryWriter(log_dir=os.path.join(self.output_dir, "tensorboard"), purge_step=step)
         if self.use_wandb:
             wandb = _optional("wandb", "wandb")
             if wandb is not None:
-                self._wandb_run = wandb.init(project=self.wandb_project, name=self.name, dir=self.output_dir, config=self.config)
+                self._wandb_run = wandb.init(
+                    project=self.wandb_project, name=self.name, dir=self.output_dir, config=self.config
+                )
 
     def scalars(self, step, values):
         """Log {tag: number} at optimizer step `step` (main process only)."""
@@ -121,9 +133,30 @@ class RunLogger:
             self._wandb_run = None
         log_path = os.path.join(self.output_dir, "log.jsonl")
         if self._started and os.path.exists(log_path):  # it trained
+            # cycle: `python -m lavis.common.plots` imports lavis (and this module) before it runs
+            # plots as __main__; a module-level import here would make runpy warn of a double import
             from lavis.common import plots
 
             try:
                 plots.plot_curves(log_path, os.path.join(self.output_dir, "curves.png"))
             except plots.PlotError as error:
                 LOGGER.warning("no curves.png: %s", error)
+
+
+def truncate_log(log_path, epoch, iters):
+    """Drop the training records at or after (epoch, iters) from `log.jsonl`: the steps an
+    interrupted run logged after its last checkpoint are trained again by the resumed run."""
+    if not os.path.exists(log_path):
+        return
+    kept = []
+    with open(log_path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by the interruption
+            if "iter" in record and (record["epoch"], record["iter"]) >= (epoch, iters):
+                continue
+            kept.append(line if line.endswith("\n") else line + "\n")
+    with atomic_open(log_path, "w", encoding="utf-8") as handle:
+        handle.writelines(kept)

@@ -5,8 +5,10 @@ themselves with a decorator; configs refer to them by name.  Paths such as the
 cache root are registered here too, by `lavis/__init__.py`.
 """
 
+from lavis.common.errors import UserError
 
-class UnknownNameError(KeyError):
+
+class UnknownNameError(UserError, KeyError):
     """Raised when a config names something nobody registered."""
 
     def __str__(self):  # KeyError would quote the whole message

@@ -22,6 +22,10 @@ class VitArch:
     mlp_ratio: float = 4.3637
 
 
+#: `model.vit_model` names -> their shape (LAVIS's name for EVA-ViT-G as BLIP-2 uses it)
+VIT_MODELS = {"eva_clip_g": VitArch()}
+
+
 @dataclass
 class QformerArch:
     """Shape of a BLIP-2 Q-former built from scratch (instead of from `qformer_config`)."""
@@ -32,7 +36,6 @@ class QformerArch:
     intermediate_size: int = 3072
     cross_attention_freq: int = 2
     dropout: float = 0.1  # BERT's hidden and attention dropout
-
 
 
 @dataclass
@@ -59,7 +62,7 @@ class ModelConfig:
     finetuned: str = ""
     ckpt: str = ""  # alias of `finetuned`, as the original's chat scripts call it
     # vision encoder
-    vit_model: str = "eva_clip_g"
+    vit_model: str = "eva_clip_g"  # the ViT's shape by name (VIT_MODELS); vit_arch overrides it
     vit_ckpt: str = "ckpt/eva/eva_vit_g.pth"
     vit_arch: Optional[VitArch] = None
     image_size: int = 224
@@ -81,8 +84,9 @@ class ModelConfig:
     llm_model: str = "ckpt/Qwen7B-chat"
     llm_arch: Optional[LlmArch] = None
     llm_tokenizer: str = ""  # qwen.tiktoken (or its folder); default: inside llm_model
-    llm_dtype: str = ""  # fp32 / bf16 / fp16; "": Qwen's bf16/fp16/fp32 flags, else torch_dtype, else the weights' dtype
-    llm_device_map: str = "cpu"
+    llm_dtype: str = (
+        ""  # fp32 / bf16 / fp16; "": Qwen's bf16/fp16/fp32 flags, else torch_dtype, else the weights' dtype
+    )
     freeze_llm: bool = True
     get_lora: bool = False
     lora_r: int = 8
@@ -92,7 +96,6 @@ class ModelConfig:
     max_txt_len: int = 512
     enable_autocast: bool = True
     autocast_dtype: str = "bf16"
-    apply_lemmatizer: bool = False
 
 
 @dataclass
@@ -109,7 +112,6 @@ class PreprocessConfig:
 
 @dataclass
 class StorageConfig:
-    url: Any = None
     storage: Any = MISSING  # a path or a list of paths
 
 
@@ -121,7 +123,6 @@ class BuildInfoConfig:
 
 @dataclass
 class DatasetConfig:
-    data_type: str = "images"
     build_info: BuildInfoConfig = field(default_factory=BuildInfoConfig)
     vis_processor: ProcessorsConfig = field(default_factory=ProcessorsConfig)
     text_processor: ProcessorsConfig = field(default_factory=ProcessorsConfig)
@@ -129,6 +130,18 @@ class DatasetConfig:
 
 
 STRATEGIES = ("ddp", "fsdp")  # the values of run.strategy
+
+#: Keys that the original's (LAVIS) configs carry and nothing here reads, as key paths (`*`: any
+#: name).  `lavis/common/config.py` drops them when it reads a config, so that those YAML files
+#: load unchanged instead of failing on an unknown key.
+ORIGINAL_UNUSED_KEYS = (
+    "model.llm_device_map",  # the runner places the model on run.device
+    "model.apply_lemmatizer",  # LAVIS's VQA answer post-processing
+    "datasets.*.data_type",  # every dataset here holds images
+    "datasets.*.build_info.annotations.*.url",  # nothing is downloaded
+    "datasets.*.build_info.images.url",
+    "run.world_size",  # under torchrun, WORLD_SIZE from its environment decides
+)
 
 
 @dataclass
@@ -167,7 +180,6 @@ class RunConfig:
     test_splits: List[str] = field(default_factory=list)
     max_new_tokens: int = 32  # generation length when evaluating on held-out splits
     device: str = "cuda"
-    world_size: int = 1  # informational: under torchrun, WORLD_SIZE from its environment decides
     dist_url: str = "env://"  # init method of torch.distributed (env://: torchrun's MASTER_ADDR/PORT)
     distributed: bool = True  # DDP when launched by torchrun (plain `python train.py`: one process); False: never
     keep_last_n: int = 0  # keep only the newest N epoch checkpoints; 0 keeps all
@@ -177,5 +189,7 @@ class RunConfig:
     # deterministic image side only): only llm_proj and the LLM run per step
     use_cached_features: bool = False
     cached_features_dtype: str = "fp32"  # fp32 / fp16 / bf16: how the cache stores the features
-    compile: bool = False  # torch.compile (inductor) the LLM's decoder layers; on CPU needs g++ (lavis/runners/compile.py)
+    compile: bool = (
+        False  # torch.compile (inductor) the LLM's decoder layers; on CPU needs g++ (lavis/runners/compile.py)
+    )
     strategy: str = "ddp"  # under torchrun: ddp (full replicas) or fsdp (FSDP2 shards); see lavis/runners/strategies.py

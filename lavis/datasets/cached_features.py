@@ -11,9 +11,9 @@ would change every step) and a random image processor (the cache would freeze on
 import logging
 import os
 
+from lavis.common.dtypes import DTYPES
 from lavis.datasets.feature_cache import (
     COMMAND,
-    DTYPES,
     FeatureCacheError,
     FeatureStore,
     cache_folder,
@@ -54,7 +54,8 @@ def check_deterministic(cfg, name, split, dataset, what):
         raise FeatureCacheError(
             f"{what} refused: datasets.{name}.vis_processor.{side} ({section.name if section else '?'}) applies random "
             f"augmentation ({', '.join(randoms)}) and cached features would "
-            f"freeze one draw of it; use a deterministic processor there (blip2_image_eval) or set run.use_cached_features=False"
+            "freeze one draw of it; use a deterministic processor there (blip2_image_eval) or set "
+            "run.use_cached_features=False"
         )
 
 
@@ -70,11 +71,15 @@ def cache_groups(cfg, model, datasets, what):
     for name, splits in datasets.items():
         for split, dataset in splits.items():
             if not hasattr(dataset, "image_paths") or dataset.vis_root is None:
-                raise FeatureCacheError(f"{what}: dataset {name} ({type(dataset).__name__}) has no image folder to cache")
+                raise FeatureCacheError(
+                    f"{what}: dataset {name} ({type(dataset).__name__}) has no image folder to cache"
+                )
             check_deterministic(cfg, name, split, dataset, what)
             info = settings(dataset.vis_processor, encoder, dtype)
             folder = cache_folder(dataset.vis_root, info)
-            group = groups.setdefault(folder, {"folder": folder, "vis_root": dataset.vis_root, "info": info, "members": [], "paths": {}})
+            group = groups.setdefault(
+                folder, {"folder": folder, "vis_root": dataset.vis_root, "info": info, "members": [], "paths": {}}
+            )
             group["members"].append((name, split, dataset))
             for path in dataset.image_paths():
                 full = os.path.join(dataset.vis_root, path)

@@ -31,16 +31,17 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
+from lavis.common.dtypes import DTYPES
+from lavis.common.errors import UserError
 from lavis.common.utils import atomic_open
 
 FORMAT = 1
 CACHE_DIR = ".feature_cache"
 SHARD_SIZE = 1024  # images per shard: 1024 x 32 x 768 fp32 = 100 MB
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 COMMAND = "python -m lavis.tools.cache_features --cfg-path <your config> [--options ...]"
 
 
-class FeatureCacheError(RuntimeError):
+class FeatureCacheError(UserError, RuntimeError):
     """A feature cache that cannot be used (missing, stale, or refused by the config)."""
 
 
@@ -119,7 +120,16 @@ def why_missing(vis_root, info):
         index = read_index(os.path.join(root, name))
         if index is None:
             continue
-        changed = [k for k, label in (("processor", "image processor settings"), ("encoder", "encoder weights"), ("dtype", "dtype"), ("format", "format")) if index.get(k) != info[k]]
+        changed = [
+            k
+            for k, label in (
+                ("processor", "image processor settings"),
+                ("encoder", "encoder weights"),
+                ("dtype", "dtype"),
+                ("format", "format"),
+            )
+            if index.get(k) != info[k]
+        ]
         others.append(f"{name} (differs in {', '.join(changed) or 'nothing?'})")
     if others:
         return "stale: the cache(s) there were written for other settings: " + "; ".join(others)

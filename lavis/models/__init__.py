@@ -2,6 +2,26 @@
 
 A model is named by its registered `arch` and a `model_type` whose default YAML gives its
 config and processors (as in LAVIS); `cfg_options` overrides keys of that config.
+
+One sub-package per component, each with its build and the loading of its original file,
+number for number (each path a model-config key, relative paths under the cache root):
+
+======================  =============================================  =============================================
+config key              file                                           loaded by (under ``lavis.models``)
+======================  =============================================  =============================================
+``vit_ckpt``            ``ckpt/eva/eva_vit_g.pth`` (LAVIS EVA-ViT-G)    ``vision.eva_vit_weights.load_eva_vit``
+``qformer_config``      ``ckpt/bert-base-uncased/config.json``         ``qformer.blip2_weights.build_qformer_for``
+``pretrained``          ``ckpt/blip2/blip2_pretrained_flant5xxl.pth``  ``minigpt4qwen.checkpoint_keys``
+                                                                       ``.load_blip2_pretrained``
+``llm_model``           ``ckpt/Qwen7B-chat/`` (or a Qwen2 folder)      ``llm.qwen_weights.load_llm``
+(tokenizer)             ``qwen.tiktoken`` / ``tokenizer.json``          ``llm.llm_tokenizer.load_llm_tokenizer``
+``finetuned``/``ckpt``  original MiniGPT4Qwen checkpoints              ``minigpt4qwen.checkpoint_keys``
+                                                                       ``.convert_checkpoint_keys``
+======================  =============================================  =============================================
+
+Every `.pth`/`.bin` is read with ``weights_only=True`` (file-backed with ``mmap``); problems stop
+with a :class:`weight_files.WeightFileError` naming the file and keys.  `minigpt4qwen/` composes
+the parts into the registered model.
 """
 
 import torch

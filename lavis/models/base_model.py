@@ -26,6 +26,11 @@ class BaseModel(nn.Module):
             )
         return get_abs_path(cls.PRETRAINED_MODEL_CONFIG_DICT[model_type])
 
+    @classmethod
+    def missing_files(cls, cfg):
+        """[(config key, path, what it is)] for each file `cfg` needs that is not on disk."""
+        return []
+
     @property
     def device(self):
         return next(self.parameters()).device

@@ -66,11 +66,14 @@ class SafetensorsReader:
         with open(self.path, "rb") as f:
             head = f.read(8)
             if len(head) < 8:
-                raise WeightFileError(f"cannot read {self.path}: {size} bytes, too short for a safetensors file (truncated?)")
+                raise WeightFileError(
+                    f"cannot read {self.path}: {size} bytes, too short for a safetensors file (truncated?)"
+                )
             n = int.from_bytes(head, "little")
             if n > min(size - 8, _MAX_HEADER):
                 raise WeightFileError(
-                    f"cannot read {self.path}: its header claims {n} bytes but the file has {size} (truncated, or not safetensors?)"
+                    f"cannot read {self.path}: its header claims {n} bytes but the file has {size} (truncated, "
+                    "or not safetensors?)"
                 )
             try:
                 header = json.loads(f.read(n))
@@ -93,13 +96,17 @@ class SafetensorsReader:
             for d in shape:
                 numel *= d
             if end - begin != numel * dtype.itemsize or begin < 0:
-                raise WeightFileError(f"cannot read {self.path}: header entry for {key!r} has {end - begin} bytes for shape {shape} {info['dtype']}")
+                raise WeightFileError(
+                    f"cannot read {self.path}: header entry for {key!r} has {end - begin} bytes for shape "
+                    f"{shape} {info['dtype']}"
+                )
             if self.data_start + end > size:
                 beyond.append(key)
             self.entries[key] = (dtype, shape, begin, end)
         if beyond:
             raise WeightFileError(
-                f"{self.path} is truncated: {size} bytes, but the data of {len(beyond)} tensor(s) lies beyond its end: {_short(beyond)}"
+                f"{self.path} is truncated: {size} bytes, but the data of {len(beyond)} tensor(s) lies beyond "
+                f"its end: {_short(beyond)}"
             )
         self._file = None
 

@@ -20,7 +20,5 @@ class BaseProcessor:
         valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
         unknown = sorted(set(options) - set(valid))
         if unknown:
-            raise ValueError(
-                f"processor {cls.__name__}: unknown option(s) {unknown}; valid options: {valid}"
-            )
+            raise ValueError(f"processor {cls.__name__}: unknown option(s) {unknown}; valid options: {valid}")
         return cls(**options)

@@ -63,7 +63,9 @@ class ChatMLPromptBuilder:
         self.nl = tokenizer.encode_text("\n")
         self.im_start = tokenizer.im_start_id
         self.im_end = tokenizer.im_end_id
-        self._headers = {role: [self.im_start] + tokenizer.encode_text(role) + self.nl for role in ("system", "user", "assistant")}
+        self._headers = {
+            role: [self.im_start] + tokenizer.encode_text(role) + self.nl for role in ("system", "user", "assistant")
+        }
         # Chat prompts re-encode the same texts every turn (system prompt, <Img> markers, past
         # turns): remember the ids of recent ones.
         self._encode_cached = functools.lru_cache(maxsize=1024)(lambda text: tuple(tokenizer.encode_text(text)))

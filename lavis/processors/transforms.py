@@ -292,7 +292,10 @@ class RandomResizedCrop:
         return resized_crop(img, top, left, h, w, self.size, self.interpolation)
 
     def __repr__(self):
-        return f"{type(self).__name__}(size={self.size}, scale={self.scale}, ratio={self.ratio}, interpolation={self.interpolation!r})"
+        return (
+            f"{type(self).__name__}(size={self.size}, scale={self.scale}, ratio={self.ratio}, "
+            f"interpolation={self.interpolation!r})"
+        )
 
 
 class RandomHorizontalFlip:

@@ -43,7 +43,10 @@ def _guarded(forward, where):
         except torch._dynamo.exc.TorchDynamoException as err:
             cause = getattr(err, "inner_exception", None) or err  # BackendCompilerFailed wraps the backend's error
             first = (str(cause).strip().splitlines() or [""])[0][:300]
-            raise CompileError(f"run.compile: true: torch.compile failed on {where} ({type(cause).__name__}: {first}); set run.compile=false") from None
+            raise CompileError(
+                f"run.compile: true: torch.compile failed on {where} ({type(cause).__name__}: {first}); set "
+                "run.compile=false"
+            ) from None
 
     return call
 
@@ -61,7 +64,9 @@ def compile_llm_layers(model, enabled, device, backend="inductor"):
         check_cpu_compiler()
     layers = decoder_layers(model)
     for i, layer in enumerate(layers):
-        layer.forward = _training_only(layer.forward, _guarded(torch.compile(layer.forward, backend=backend), f"LLM decoder layer {i}"))
+        layer.forward = _training_only(
+            layer.forward, _guarded(torch.compile(layer.forward, backend=backend), f"LLM decoder layer {i}")
+        )
     return len(layers)
 
 

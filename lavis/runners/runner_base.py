@@ -3,18 +3,20 @@
 Built by `train.py` from the run config (`run.runner: runner_base`).  Writes into
 `<run.output_dir>/<job_id>/`: `config.json`, `log.jsonl` (one JSON object per iteration with
 loss, lr and the optimizer `step`, `grad_norm` (before clipping) when it steps, plus evaluation
-results), `tensorboard/` and `curves.png` (`lavis/common/logger.py`), `checkpoint_<epoch>[_iter<K>].pth` (see "Exact resume" below; written atomically).
+results), `tensorboard/` and `curves.png` (`lavis/common/logger.py`),
+`checkpoint_<epoch>[_iter<K>].pth` (see "Exact resume" below; written atomically).
 
 Distributed (launched by torchrun, see `lavis/common/dist_utils.py`): the model is wrapped in
 DistributedDataParallel, or sharded with FSDP2 (`run.strategy`, see `strategies.py`); each rank
 reads its own shard of the training set (`samplers.py`: DistributedSampler's order, shuffled per
-epoch from `run.seed`, like the single-process loader) in batches of `batch_size_train` per rank.  Each rank's loss is its own token-level mean; DDP
-averages gradients over ranks and accumulation divides each micro-batch loss by
-`accum_grad_iters`, so an optimizer step uses the plain mean of the world_size x accum
-micro-batch gradients, exactly as one process with `accum_grad_iters` = world_size x accum
-on the same micro-batches (`tests/runners/test_distributed.py` checks it).  Non-stepping
-micro-batches skip the gradient all-reduce (`no_sync`).  The logged loss is the mean over
-ranks; only rank 0 writes files, prints, and evaluates (the others wait at a barrier).
+epoch from `run.seed`, like the single-process loader) in batches of `batch_size_train` per
+rank.  Each rank's loss is its own token-level mean; DDP averages gradients over ranks and
+accumulation divides each micro-batch loss by `accum_grad_iters`, so an optimizer step uses
+the plain mean of the world_size x accum micro-batch gradients, exactly as one process with
+`accum_grad_iters` = world_size x accum on the same micro-batches
+(`tests/runners/test_distributed.py` checks it).  Non-stepping micro-batches skip the gradient
+all-reduce (`no_sync`).  The logged loss is the mean over ranks; only rank 0 writes files,
+prints, and evaluates (the others wait at a barrier).
 
 The lr schedule is indexed by global micro-batches (of `batch_size_train` samples): the lr of
 an optimizer step is the schedule's value at the last micro-batch it consumes, counted over
@@ -35,32 +37,29 @@ import contextlib
 import json
 import logging
 import os
-import random
 import time
 
-import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 from tqdm import tqdm
 
 from lavis.common import dist_utils
-from lavis.common.checkpoint import CheckpointError, load_file, save_file
-from lavis.common.logger import RunLogger, StepMeter, memory_scalars
+from lavis.common.checkpoint import (
+    CheckpointError,
+    checkpoint_name,
+    latest_checkpoint,
+    list_checkpoints,
+    load_file,
+    save_file,
+)
+from lavis.common.dtypes import dtype_named
+from lavis.common.logger import RunLogger, StepMeter, memory_scalars, truncate_log
 from lavis.common.registry import registry
+from lavis.common.rng import capture_rng_state, restore_rng_state, set_seed
 from lavis.datasets.cached_features import attach_cached_features
-from lavis.datasets.datasets.instruction_dataset import InstructionDataset
-from lavis.runners import train_state
-from lavis.runners.samplers import ResumableSampler
 from lavis.runners.compile import compile_llm_layers
+from lavis.runners.samplers import ResumableSampler
 from lavis.runners.strategies import build_strategy
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def set_seed(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def param_groups(model, weight_decay, lr_scale=None):
@@ -93,7 +92,7 @@ class RunnerBase:
         self.distributed = dist_utils.is_dist_avail_and_initialized()
         self.device = self._pick_device(self.run_cfg.device)
         self.model = model.to(self.device)  # the unwrapped model: checkpoints, evaluation
-        self.amp_dtype = AMP_DTYPES[self.run_cfg.autocast_dtype] if self.run_cfg.amp else None
+        self.amp_dtype = dtype_named(self.run_cfg.autocast_dtype) if self.run_cfg.amp else None
         compile_llm_layers(self.model, self.run_cfg.compile, self.device)  # run.compile: see lavis/runners/compile.py
         self.train_model = self._wrap(self.model)  # what training steps call (DDP when distributed)
         self.resume_path = self._resume_path(self.run_cfg.resume_ckpt_path)
@@ -101,11 +100,15 @@ class RunnerBase:
         if dist_utils.is_main_process():
             os.makedirs(self.output_dir, exist_ok=True)
         self.log_path = os.path.join(self.output_dir, "log.jsonl")
-        self.run_logger = RunLogger(self.output_dir, self.run_cfg, dist_utils.is_main_process(), name=job_id, config=cfg.to_dict())
+        self.run_logger = RunLogger(
+            self.output_dir, self.run_cfg, dist_utils.is_main_process(), name=job_id, config=cfg.to_dict()
+        )
         self.start_epoch, self.start_iters = 0, 0
         self._lengths = None  # the training samples' length estimates (run.group_by_length)
         self.optimizer = torch.optim.AdamW(
-            param_groups(self.model, self.run_cfg.weight_decay, self.run_cfg.lr_scale), lr=self.run_cfg.init_lr, betas=tuple(self.run_cfg.betas)
+            param_groups(self.model, self.run_cfg.weight_decay, self.run_cfg.lr_scale),
+            lr=self.run_cfg.init_lr,
+            betas=tuple(self.run_cfg.betas),
         )
         self.lr_scheduler = registry.get_lr_scheduler_class(self.run_cfg.lr_sched)(
             optimizer=self.optimizer,
@@ -131,7 +134,9 @@ class RunnerBase:
         checkpoint under `run.output_dir`, or None to start afresh."""
         if setting != "auto":
             return setting or None
-        path = dist_utils.broadcast_object(train_state.latest_checkpoint(self.run_cfg.output_dir) if dist_utils.is_main_process() else None)
+        path = dist_utils.broadcast_object(
+            latest_checkpoint(self.run_cfg.output_dir) if dist_utils.is_main_process() else None
+        )
         if path is None:
             logging.info("resume auto: no checkpoint under %s; starting a new run", self.run_cfg.output_dir)
         return path
@@ -162,7 +167,7 @@ class RunnerBase:
             batch_size=batch_size,
             sampler=sampler,
             num_workers=self.run_cfg.num_workers,
-            collate_fn=InstructionDataset.collater,
+            collate_fn=_collater(dataset),
             generator=torch.Generator().manual_seed(seed),  # workers' base seed
             drop_last=False,
             persistent_workers=False,
@@ -176,7 +181,12 @@ class RunnerBase:
             image_tokens = getattr(self.model, "num_query_token", 32)
             self._lengths = [n for part in _parts(dataset) for n in part.lengths(image_tokens)]
         sampler = ResumableSampler(
-            dataset, cfg.batch_size_train, dist_utils.get_world_size(), dist_utils.get_rank(), seed=cfg.seed, lengths=self._lengths
+            dataset,
+            cfg.batch_size_train,
+            dist_utils.get_world_size(),
+            dist_utils.get_rank(),
+            seed=cfg.seed,
+            lengths=self._lengths,
         )
         sampler.set_epoch(epoch)
         sampler.set_start_batch(start_batch)
@@ -201,10 +211,10 @@ class RunnerBase:
         (mid-epoch, after an optimizer step).  Every rank takes part (FSDP gathers the shards,
         each rank's RNG states are saved); rank 0 writes, atomically."""
         model_state, optimizer_state = self.strategy.full_state(self.model, self.optimizer)
-        rng = dist_utils.all_gather_object(train_state.capture_rng_state())
+        rng = dist_utils.all_gather_object(capture_rng_state())
         if not dist_utils.is_main_process():
             return None
-        path = os.path.join(self.output_dir, train_state.checkpoint_name(epoch, iters))
+        path = os.path.join(self.output_dir, checkpoint_name(epoch, iters))
         save_file(
             {
                 "model": model_state,
@@ -219,7 +229,7 @@ class RunnerBase:
         )
         logging.info("saved %s", path)
         if self.run_cfg.keep_last_n:
-            for stale in train_state.list_checkpoints(self.output_dir)[: -self.run_cfg.keep_last_n]:
+            for stale in list_checkpoints(self.output_dir)[: -self.run_cfg.keep_last_n]:
                 os.remove(stale)
         return path
 
@@ -238,15 +248,17 @@ class RunnerBase:
             self.start_epoch, self.start_iters = int(checkpoint["epoch"]), int(iters)
         rng = checkpoint.get("rng") or []
         if len(rng) == dist_utils.get_world_size():
-            train_state.restore_rng_state(rng[dist_utils.get_rank()])
+            restore_rng_state(rng[dist_utils.get_rank()])
         else:
             logging.warning(
                 "%s holds RNG states of %d rank(s), this run has %d: resuming with fresh random states "
                 "(dropout and sampling draws will differ from the interrupted run)",
-                path, len(rng), dist_utils.get_world_size(),
+                path,
+                len(rng),
+                dist_utils.get_world_size(),
             )
         if dist_utils.is_main_process():
-            train_state.truncate_log(self.log_path, self.start_epoch, self.start_iters)
+            truncate_log(self.log_path, self.start_epoch, self.start_iters)
         logging.info("resumed from %s: continuing at epoch %d, iteration %d", path, self.start_epoch, self.start_iters)
 
     # -- training ---------------------------------------------------------------------
@@ -268,8 +280,13 @@ class RunnerBase:
         accum = cfg.accum_grad_iters
         total = start_iter + len(loader)
         progress = tqdm(
-            enumerate(loader, start=start_iter), desc=f"epoch {epoch}", total=total, initial=start_iter,
-            dynamic_ncols=True, mininterval=1.0, disable=not dist_utils.is_main_process(),
+            enumerate(loader, start=start_iter),
+            desc=f"epoch {epoch}",
+            total=total,
+            initial=start_iter,
+            dynamic_ncols=True,
+            mininterval=1.0,
+            disable=not dist_utils.is_main_process(),
         )
         losses, meter, steps_per_epoch = [], StepMeter(), -(-total // accum)
         for i, samples in progress:
@@ -282,7 +299,9 @@ class RunnerBase:
                 with self._autocast():
                     loss, extras = self.task.train_step(self.train_model, samples)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} iteration {i} (samples {samples['index']})")
+                    raise FloatingPointError(
+                        f"loss is {loss.item()} at epoch {epoch} iteration {i} (samples {samples['index']})"
+                    )
                 scaled = loss / accum
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             if steps:
@@ -313,7 +332,9 @@ class RunnerBase:
             grad = {"grad_norm": round(grad_norm, 6)} if steps else {}
             self.log({"epoch": epoch, "iter": i, "step": step, "loss": round(value, 6), "lr": lr, **grad, **extras})
             if steps:
-                self.run_logger.scalars(step, {**meter.pop(), "train/lr": lr, "train/grad_norm": grad_norm, **memory_scalars(self.device)})
+                self.run_logger.scalars(
+                    step, {**meter.pop(), "train/lr": lr, "train/grad_norm": grad_norm, **memory_scalars(self.device)}
+                )
             if i % max(1, cfg.log_freq) == 0 or i + 1 == total:
                 progress.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
             # after the step's log line: a checkpoint never holds a step its log lacks
@@ -359,8 +380,10 @@ class RunnerBase:
             self.resume(self.resume_path)
         results = {}
         if not cfg.evaluate:
-            train_set = self._split(cfg.train_splits[0]) if len(cfg.train_splits) == 1 else ConcatDataset(
-                [self._split(s) for s in cfg.train_splits]
+            train_set = (
+                self._split(cfg.train_splits[0])
+                if len(cfg.train_splits) == 1
+                else ConcatDataset([self._split(s) for s in cfg.train_splits])
             )
             if train_set is None:
                 raise ValueError(f"no dataset has the train split(s) {list(cfg.train_splits)}")
@@ -381,3 +404,13 @@ class RunnerBase:
 def _parts(dataset):
     """The datasets inside a (possibly concatenated) training set."""
     return list(dataset.datasets) if isinstance(dataset, ConcatDataset) else [dataset]
+
+
+def _collater(dataset):
+    """The dataset's own `collater` (as in LAVIS); the parts of a concatenation must share one."""
+    parts = _parts(dataset)
+    functions = {getattr(part.collater, "__func__", part.collater) for part in parts}  # bound or static
+    if len(functions) != 1:
+        names = sorted({type(part).__name__ for part in parts})
+        raise ValueError(f"datasets batched together need one collater; these have {len(functions)}: {names}")
+    return parts[0].collater

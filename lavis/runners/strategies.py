@@ -29,6 +29,8 @@ import logging
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from lavis.common.checkpoint import CheckpointError
+
 
 def build_strategy(run_cfg, distributed, device, amp_dtype):
     """The strategy `run.strategy` names; one process (no torchrun) always keeps the plain model."""
@@ -174,8 +176,6 @@ class Sharded:
         own = set(model.state_dict())
         unknown = sorted(k for k in state if k not in own)
         if unknown:
-            from lavis.common.checkpoint import CheckpointError
-
             raise CheckpointError(f"checkpoint does not fit this model: unknown keys {unknown[:20]}")
         set_model_state_dict(model, state, options=self._options(strict=False))
         optim = keyed_by_name(checkpoint["optimizer"], param_names(model, optimizer))

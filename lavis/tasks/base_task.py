@@ -5,6 +5,7 @@ from collections import defaultdict
 
 import torch
 
+from lavis.common.errors import MissingFilesError
 from lavis.common.registry import registry
 
 
@@ -19,13 +20,11 @@ class BaseTask:
 
     def check_files(self, cfg):
         """Stop before building anything if files the config names are missing (all listed at once)."""
-        from lavis.models.minigpt4qwen.weights import MissingWeightsError, missing_weight_files
-
-        missing = missing_weight_files(cfg.model_cfg)
+        missing = registry.get_model_class(cfg.model_cfg.arch).missing_files(cfg.model_cfg)
         for name, dataset_cfg in cfg.datasets_cfg.items():
             missing += registry.get_builder_class(name)(dataset_cfg).missing_files(name)
         if missing:
-            raise MissingWeightsError(missing)
+            raise MissingFilesError(missing)
 
     def build_datasets(self, cfg):
         """{dataset name: {split: dataset}} for every dataset of the run config."""

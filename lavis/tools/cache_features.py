@@ -18,7 +18,12 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+import lavis  # noqa: F401  (registers every component)
+from lavis.common.config import Config
+from lavis.common.errors import UserError
+from lavis.datasets.cached_features import cache_groups
 from lavis.datasets.feature_cache import read_index, write_cache
+from lavis.run_builder import build_run
 
 
 def parse_args(argv=None):
@@ -47,8 +52,6 @@ def compute_features(model, processor, images, batch_size, device, desc):
 
 def cache_all(cfg, model, datasets, device):
     """Write every missing or stale cache of the run's datasets; returns [(folder, images, written?)]."""
-    from lavis.datasets.cached_features import cache_groups
-
     model.to(device).eval()
     done = []
     for group in cache_groups(cfg, model, datasets, "lavis.tools.cache_features"):
@@ -58,12 +61,19 @@ def cache_all(cfg, model, datasets, device):
             logging.info("feature cache for %s is up to date: %s", splits, group["folder"])
             done.append((group["folder"], len(group["paths"]), False))
             continue
-        logging.info("feature cache for %s is %s: computing %s", splits, "stale" if index else "missing", group["folder"])
+        logging.info(
+            "feature cache for %s is %s: computing %s", splits, "stale" if index else "missing", group["folder"]
+        )
         files = {h: os.path.join(group["vis_root"], p) for p, h in group["paths"].items()}
         processor = group["members"][0][2].vis_processor
         features = compute_features(model, processor, files, max(1, cfg.run_cfg.batch_size_eval), device, splits)
         write_cache(group["folder"], group["info"], features)
-        logging.info("wrote %d image features (%s) to %s", len(features), "x".join(map(str, next(iter(features.values())).shape)), group["folder"])
+        logging.info(
+            "wrote %d image features (%s) to %s",
+            len(features),
+            "x".join(map(str, next(iter(features.values())).shape)),
+            group["folder"],
+        )
         done.append((group["folder"], len(group["paths"]), True))
     return done
 
@@ -71,10 +81,6 @@ def cache_all(cfg, model, datasets, device):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    import lavis  # noqa: F401  (registers every component)
-    from lavis.common.cli import build_run, user_errors
-    from lavis.common.config import Config
-
     try:
         cfg = Config(args)
         if cfg.run_cfg.threads:
@@ -86,7 +92,7 @@ def main(argv=None):
         _, datasets, model = build_run(cfg)  # as train.py builds them
         for folder, count, written in cache_all(cfg, model, datasets, torch.device(device)):
             print(f"{'wrote' if written else 'up to date'}: {folder} ({count} images)")
-    except user_errors() as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
     return 0

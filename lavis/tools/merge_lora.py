@@ -28,15 +28,29 @@ import re
 import shutil
 import sys
 
-import torch
 from omegaconf import OmegaConf
+
+import lavis  # noqa: F401  (registers every component)
+from lavis.common.checkpoint import CheckpointError, load_file, save_file
+from lavis.common.config import Config, load_yaml
+from lavis.common.errors import MissingFilesError, UserError
+from lavis.common.registry import registry
+from lavis.common.rng import set_seed
+from lavis.common.utils import resolve_path
 
 LORA_KEY = re.compile(r"\.lora_(A|B|embedding_A|embedding_B|magnitude_vector)\.")
 PEFT_PREFIX = "llm_model.base_model.model."
-TOKENIZER_FILES = ("qwen.tiktoken", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json")
+TOKENIZER_FILES = (
+    "qwen.tiktoken",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+)
 
 
-class MergeError(ValueError):
+class MergeError(UserError, ValueError):
     """A problem with the inputs of the merge, worded for the user."""
 
 
@@ -54,8 +68,6 @@ def lora_targets(state):
 
 def read_checkpoint(path):
     """The checkpoint's (model state, whole dict); refuses one without LoRA weights."""
-    from lavis.common.checkpoint import load_file
-
     checkpoint = load_file(path)
     if not isinstance(checkpoint, dict):
         raise MergeError(f"{path} is not a checkpoint (expected a dict with a 'model' entry)")
@@ -67,8 +79,6 @@ def read_checkpoint(path):
 
 def read_config(cfg_path, checkpoint, options, ckpt_path):
     """The checked run config: `cfg_path` (YAML or saved config.json) or the checkpoint's own."""
-    from lavis.common.config import Config, load_yaml
-
     if cfg_path:
         user = load_yaml(cfg_path)  # JSON is YAML: a job folder's config.json reads the same
     elif isinstance(checkpoint.get("config"), dict):
@@ -79,23 +89,22 @@ def read_config(cfg_path, checkpoint, options, ckpt_path):
     cfg.config = Config.build(user, OmegaConf.from_dotlist(list(options or [])))
     if not cfg.model_cfg.get_lora:
         raise MergeError(
-            f"the config has model.get_lora: False but {ckpt_path} holds LoRA weights: pass the config it was trained with"
+            f"the config has model.get_lora: False but {ckpt_path} holds LoRA weights: pass the config it was "
+            "trained with"
         )
     return cfg
 
 
 def build_lora_model(cfg, state, ckpt_path):
     """The trained LoRA model: built as train.py builds it (same seed), then the checkpoint loaded."""
-    from lavis.common.checkpoint import CheckpointError
-    from lavis.common.registry import registry
-    from lavis.runners.runner_base import set_seed
-
     set_seed(cfg.run_cfg.seed)  # parts built from *_arch (random init) come out as in training
     model = registry.get_model_class(cfg.model_cfg.arch).from_config(cfg.model_cfg)
     try:
         model.load_checkpoint(state)
     except CheckpointError as err:
-        raise MergeError(f"{ckpt_path} does not fit the config (other lora_r / target modules / model?): {err}") from None
+        raise MergeError(
+            f"{ckpt_path} does not fit the config (other lora_r / target modules / model?): {err}"
+        ) from None
     return model.eval()
 
 
@@ -114,8 +123,6 @@ def merge(model, state):
 
 def tokenizer_files(model_cfg):
     """The tokenizer file(s) the config reads (a qwen.tiktoken file, or a folder's tokenizer files)."""
-    from lavis.common.utils import resolve_path
-
     path = resolve_path(model_cfg.llm_tokenizer or model_cfg.llm_model)
     if os.path.isfile(path):
         return [path]
@@ -124,8 +131,6 @@ def tokenizer_files(model_cfg):
 
 def save_llm(model, model_cfg, folder):
     """The merged LLM as a transformers folder (safetensors) + tokenizer + generation config."""
-    from lavis.common.utils import resolve_path
-
     os.makedirs(folder, exist_ok=True)
     model.llm_model.save_pretrained(folder, safe_serialization=True)
     for path in tokenizer_files(model_cfg):
@@ -152,9 +157,6 @@ def merged_config(cfg, llm_dir=None, ckpt=None):
 
 def run(args):
     """Merge as `args` asks; returns the paths written."""
-    import lavis  # noqa: F401  (registers every component)
-    from lavis.common.checkpoint import save_file
-
     state, checkpoint = read_checkpoint(args.ckpt_path)
     cfg = read_config(args.cfg_path, checkpoint, args.options, args.ckpt_path)
     model = build_lora_model(cfg, state, args.ckpt_path)
@@ -166,7 +168,9 @@ def run(args):
     if args.format in ("checkpoint", "both"):
         path = os.path.join(args.output_dir, "checkpoint_merged.pth")
         config = merged_config(cfg)
-        written["checkpoint"] = save_file({"model": merged_state, "config": config, "epoch": checkpoint.get("epoch")}, path)
+        written["checkpoint"] = save_file(
+            {"model": merged_state, "config": config, "epoch": checkpoint.get("epoch")}, path
+        )
     if args.format == "both":
         path = os.path.join(args.output_dir, "config.yaml")
         OmegaConf.save(OmegaConf.create(merged_config(cfg, written["llm"], written["checkpoint"])), path)
@@ -178,8 +182,17 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt-path", required=True, help="checkpoint_<epoch>.pth of a get_lora: True run")
     parser.add_argument("--output-dir", required=True, help="folder for checkpoint_merged.pth, llm/, config.yaml")
-    parser.add_argument("--cfg-path", default=None, help="the run's YAML or its job folder's config.json (default: the checkpoint's config)")
-    parser.add_argument("--format", choices=["both", "checkpoint", "llm"], default="both", help="what to write (default: both + config.yaml)")
+    parser.add_argument(
+        "--cfg-path",
+        default=None,
+        help="the run's YAML or its job folder's config.json (default: the checkpoint's config)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=["both", "checkpoint", "llm"],
+        default="both",
+        help="what to write (default: both + config.yaml)",
+    )
     parser.add_argument("--options", nargs="+", default=[], help="overrides of config keys, e.g. model.llm_model=/path")
     return parser.parse_args(argv)
 
@@ -187,17 +200,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    from lavis.common.checkpoint import CheckpointError
-    from lavis.common.config import ConfigError
-    from lavis.common.registry import UnknownNameError
-    from lavis.models.minigpt4qwen.weights import MissingWeightsError
-
     try:
         written = run(args)
-    except MissingWeightsError as err:
+    except MissingFilesError as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
-    except (MergeError, ConfigError, UnknownNameError, CheckpointError, FileNotFoundError) as err:
+    except (UserError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for what, path in written.items():

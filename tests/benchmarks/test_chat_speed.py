@@ -2,7 +2,7 @@
 
 import re
 
-from test_chat_support import run_script
+from tests.helpers.chat import run_script
 
 
 def test_chat_speed_smoke(tmp_path):

@@ -1,12 +1,8 @@
 """Smoke tests of benchmarks/train_speed.py: every mode runs and prints figures that add up (no timings asserted)."""
 
 import re
-import sys
 
-from tests.test_train_default import REPO
-
-sys.path.insert(0, REPO)
-from benchmarks import train_speed  # noqa: E402
+from benchmarks import train_speed  # the repository root is on sys.path (pytest's pythonpath)
 
 
 def figures(line):
@@ -16,7 +12,11 @@ def figures(line):
 def test_tiny_ours_original_and_cached_rows(capsys):
     assert train_speed.main(["--configs", "tiny", "--steps", "1", "--threads", "1", "--cached-features"]) == 0
     out = capsys.readouterr().out
-    rows = {line.split()[0]: figures(line) for line in out.splitlines() if re.match(r"\s+(ours|original)\s+[\d.]+ samples/s", line)}
+    rows = {
+        line.split()[0]: figures(line)
+        for line in out.splitlines()
+        if re.match(r"\s+(ours|original)\s+[\d.]+ samples/s", line)
+    }
     assert set(rows) == {"ours", "original"}
     for samples, real, padded in rows.values():
         assert samples > 0 and 0 < real <= padded
@@ -28,6 +28,8 @@ def test_tiny_ours_original_and_cached_rows(capsys):
 def test_varied_lengths_groups_the_same_samples_with_less_padding(capsys):
     assert train_speed.main(["--configs", "tiny", "--steps", "2", "--threads", "1", "--varied-lengths"]) == 0
     out = capsys.readouterr().out
-    padding = {m.group(1): int(m.group(2)) for m in re.finditer(r"(random|grouped) .*padding (\d+)% of real tokens", out)}
+    padding = {
+        m.group(1): int(m.group(2)) for m in re.finditer(r"(random|grouped) .*padding (\d+)% of real tokens", out)
+    }
     assert set(padding) == {"random", "grouped"} and padding["grouped"] < padding["random"]
     assert "length-grouped batches are" in out

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 import lavis  # noqa: F401
-from lavis.common.chat import ChatError, ChatModel, ChatSession, GenerationSettings, TokenTextStreamer
+from lavis.chat import ChatError, ChatModel, ChatSession, GenerationSettings, TokenTextStreamer
 from lavis.models import load_model_and_preprocess
-from lavis.models.minigpt4qwen.prompt import IMAGE_SLOT
+from lavis.processors.chat_format import IMAGE_SLOT
 
 
 def fresh_chat_model(seed=0):
@@ -395,7 +395,10 @@ def test_run_streams_on_the_calling_thread_and_keeps_the_turn(chat_model):
     session.settings.set("max_new_tokens", 40)
     threads, pieces = [], []
     generate = chat_model.model.generate_from_ids
-    chat_model.model.generate_from_ids = lambda *a, **k: (threads.append(threading.current_thread()), generate(*a, **k))[1]
+    chat_model.model.generate_from_ids = lambda *a, **k: (
+        threads.append(threading.current_thread()),
+        generate(*a, **k),
+    )[1]
     response = session.ask("Tell me a story.", on_text=pieces.append)
     assert threads == [threading.current_thread()]
     assert "".join(pieces) == response and len(pieces) > 1  # streamed piece by piece

@@ -8,10 +8,9 @@ import torch
 from PIL import Image
 
 import lavis  # noqa: F401
-from lavis.common.chat import ChatError, ImageError, find_latest_checkpoint, load_chat_model, load_image, one_line
-from lavis.models.minigpt4qwen.weights import MissingWeightsError
-
-from test_chat_support import build_model, save_runner_checkpoint
+from lavis.chat import ChatError, ImageError, find_latest_checkpoint, load_chat_model, load_image, one_line
+from lavis.common.errors import MissingFilesError
+from tests.helpers.chat import JOB_ID, build_model, save_runner_checkpoint
 
 
 def touch(path):
@@ -48,7 +47,7 @@ def test_no_checkpoint_says_how_to_make_one(tmp_path):
 
 
 def test_default_output_dir_is_the_tiny_defaults():
-    from lavis.common import chat
+    from lavis import chat
 
     assert chat.TINY_OUTPUT_DIR == os.path.join("output", "instruction_tuning", "tiny")
     assert os.path.isfile(os.path.join(chat.REPO_ROOT, "train.py"))
@@ -106,7 +105,7 @@ def test_missing_real_weights_are_one_line(tmp_path):
 
 
 def test_one_line_of_missing_weights():
-    err = MissingWeightsError([("llm_model", "/x/config.json", "config"), ("vit_ckpt", "/x/eva.pth", "vit")])
+    err = MissingFilesError([("llm_model", "/x/config.json", "config"), ("vit_ckpt", "/x/eva.pth", "vit")])
     assert one_line(err) == (
         "2 weight file(s) missing: llm_model: /x/config.json; vit_ckpt: /x/eva.pth (see README, 'Real weights')"
     )
@@ -163,3 +162,13 @@ def test_decompression_bombs_are_refused(tmp_path):
     Image.new("1", (10_000, 10_000)).save(bomb)  # 100 megapixels: Pillow's own check refuses it
     with pytest.raises(ImageError, match="decompression bomb"):
         load_image(bomb, max_pixels=10**12)
+
+
+def test_runner_checkpoint_layout(tmp_path):
+    """The fixtures' checkpoints have the runner's keys and path layout."""
+    model, _, _ = build_model()
+    path = save_runner_checkpoint(model, str(tmp_path), epoch=3)
+    assert path == os.path.join(str(tmp_path), JOB_ID, "checkpoint_3.pth")
+    state = torch.load(path, weights_only=True)
+    assert set(state) == {"model", "optimizer", "scaler", "config", "epoch"}
+    assert state["config"]["model"]["model_type"] == "tiny"

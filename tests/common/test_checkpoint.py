@@ -1,5 +1,4 @@
 import os
-import pickle
 
 import pytest
 import torch
@@ -15,7 +14,11 @@ def test_round_trip(tmp_path):
     state = {"model": {"w": torch.arange(6.0).reshape(2, 3)}, "epoch": 3, "config": {"a": [1, "b"]}}
     path = save_file(state, tmp_path / "ckpt.pth")
     loaded = load_file(path)
-    assert torch.equal(loaded["model"]["w"], state["model"]["w"]) and loaded["epoch"] == 3 and loaded["config"] == {"a": [1, "b"]}
+    assert (
+        torch.equal(loaded["model"]["w"], state["model"]["w"])
+        and loaded["epoch"] == 3
+        and loaded["config"] == {"a": [1, "b"]}
+    )
     assert [p for p in os.listdir(tmp_path) if p.startswith(".tmp")] == []
 
 

@@ -29,7 +29,13 @@ def test_model_defaults_merge_under_run_config():
 def test_real_recipe_keeps_the_original_keys_and_values():
     cfg = make(REAL)
     m = cfg.model_cfg
-    assert (m.arch, m.model_type, m.vit_model, m.image_size, m.num_query_token) == ("minigpt4qwen", "qwen7b_chat", "eva_clip_g", 224, 32)
+    assert (m.arch, m.model_type, m.vit_model, m.image_size, m.num_query_token) == (
+        "minigpt4qwen",
+        "qwen7b_chat",
+        "eva_clip_g",
+        224,
+        32,
+    )
     assert m.use_grad_checkpoint is True and m.vit_precision == "fp16" and m.max_txt_len == 256
     assert m.freeze_vit and m.freeze_qformer and m.freeze_queries and not m.freeze_proj
     r = cfg.run_cfg
@@ -77,3 +83,26 @@ def test_missing_config_file():
 def test_unknown_model_type():
     with pytest.raises(ValueError, match="unknown model_type 'huge'"):
         make(TINY, "model.model_type=huge")
+
+
+def test_the_originals_unused_keys_load_and_are_dropped(tmp_path):
+    """The original's YAML carries keys nothing here reads: accepted, then absent from the config."""
+    original = OmegaConf.load(REAL)
+    original.model.llm_device_map = "cpu"
+    original.model.apply_lemmatizer = False
+    original.run.world_size = 1
+    original.datasets.minigpt4_instruction.data_type = "images"
+    original.datasets.minigpt4_instruction.build_info = {
+        "annotations": {"train": {"url": "https://example.invalid/a.json", "storage": "a.json"}},
+        "images": {"url": None, "storage": "image"},
+    }
+    path = tmp_path / "original.yaml"
+    OmegaConf.save(original, path)
+    cfg = make(str(path))
+    assert "llm_device_map" not in cfg.model_cfg and "apply_lemmatizer" not in cfg.model_cfg
+    assert "world_size" not in cfg.run_cfg
+    dataset = cfg.datasets_cfg.minigpt4_instruction
+    assert "data_type" not in dataset and "url" not in dataset.build_info.images
+    assert dict(dataset.build_info.annotations.train) == {"storage": "a.json"}
+    with pytest.raises(ConfigError, match="run.world_sizes"):  # a misspelt key is still an error
+        make(str(path), "run.world_sizes=2")

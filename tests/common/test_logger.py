@@ -1,6 +1,5 @@
 """Run logs on a real tiny training: TensorBoard scalars read back, wandb (a recording fake), curves.png."""
 
-import json
 import logging
 import sys
 import types
@@ -12,7 +11,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lavis.common.logger import RunLogger, StepMeter
-from tests.runners.test_runner import make_runner, read_log, run_config
+from tests.helpers.runs import make_runner, read_log, run_config
 
 EPOCHS, ACCUM = 2, 2  # 40 samples in batches of 8: 5 iterations, 3 optimizer steps (2 + 2 + 1) per epoch
 TAGS = {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "train/padded_tokens_per_s", "train/rss_mib"}
@@ -44,7 +43,15 @@ def trained(shapes_root, tmp_path_factory):
     clipped_norms = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(sys.modules, "wandb", fake)
-        cfg = run_config(shapes_root, tmp_path, max_epoch=EPOCHS, valid_splits=[], accum_grad_iters=ACCUM, wandb=True, wandb_project="proj")
+        cfg = run_config(
+            shapes_root,
+            tmp_path,
+            max_epoch=EPOCHS,
+            valid_splits=[],
+            accum_grad_iters=ACCUM,
+            wandb=True,
+            wandb_project="proj",
+        )
         assert cfg.run_cfg.tensorboard is True and cfg.run_cfg.grad_norm_clip == 1.0
         runner = make_runner(cfg)
         step = runner.optimizer.step

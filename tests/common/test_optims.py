@@ -13,7 +13,9 @@ def make_optimizer():
 
 def test_warmup_then_per_epoch_cosine():
     opt = make_optimizer()
-    sched = LinearWarmupCosineLRScheduler(opt, max_epoch=4, min_lr=1e-5, init_lr=1e-3, warmup_steps=10, warmup_start_lr=0.0)
+    sched = LinearWarmupCosineLRScheduler(
+        opt, max_epoch=4, min_lr=1e-5, init_lr=1e-3, warmup_steps=10, warmup_start_lr=0.0
+    )
     sched.step(cur_epoch=0, cur_step=0)
     assert opt.param_groups[0]["lr"] == 0.0
     sched.step(cur_epoch=0, cur_step=5)

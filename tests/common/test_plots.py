@@ -31,7 +31,11 @@ def test_read_curves_means_each_steps_losses_and_keeps_its_last_lr(tmp_path):
 
 def test_logs_without_steps_count_each_training_record_as_one(tmp_path):
     old = [{k: v for k, v in r.items() if k != "step"} for r in RECORDS]
-    assert plots.read_curves(write_log(tmp_path / "log.jsonl", old)) == ([1, 2, 3, 4], [4.0, 2.0, 1.5, 0.5], [1e-5, 5e-4, 1e-3, 1e-3])
+    assert plots.read_curves(write_log(tmp_path / "log.jsonl", old)) == (
+        [1, 2, 3, 4],
+        [4.0, 2.0, 1.5, 0.5],
+        [1e-5, 5e-4, 1e-3, 1e-3],
+    )
 
 
 def test_plot_curves_writes_a_1000_by_400_png(tmp_path):
@@ -62,6 +66,8 @@ def test_command_line_draws_beside_the_log_or_says_what_is_wrong(tmp_path):
     done = subprocess.run([sys.executable, "-m", "lavis.common.plots", str(log)], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == str(tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 0
-    missing = subprocess.run([sys.executable, "-m", "lavis.common.plots", str(tmp_path / "nope.jsonl")], capture_output=True, text=True)
+    missing = subprocess.run(
+        [sys.executable, "-m", "lavis.common.plots", str(tmp_path / "nope.jsonl")], capture_output=True, text=True
+    )
     assert missing.returncode == 1
     assert missing.stderr == f"error: cannot read {tmp_path / 'nope.jsonl'}: No such file or directory\n"

@@ -27,7 +27,10 @@ def dataset(folder, rows):
     ann = folder / "ann.json"
     ann.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     return InstructionDataset(
-        load_processor("blip_image_eval", {"image_size": 16}), load_processor("base_instruction"), str(folder / "image"), [str(ann)]
+        load_processor("blip_image_eval", {"image_size": 16}),
+        load_processor("base_instruction"),
+        str(folder / "image"),
+        [str(ann)],
     )
 
 
@@ -36,21 +39,32 @@ def test_single_turn_and_multi_turn_rows(folder):
         folder,
         [
             {"image": "a.png", "instruction": "<Img><ImageHere></Img> Describe.", "output": "Red."},
-            {"image": ["a.png", "b.png"], "conversations": [
-                {"from": "user", "value": "<ImageHere> vs <ImageHere>?"}, {"from": "assistant", "value": "红和蓝"}]},
+            {
+                "image": ["a.png", "b.png"],
+                "conversations": [
+                    {"from": "user", "value": "<ImageHere> vs <ImageHere>?"},
+                    {"from": "assistant", "value": "红和蓝"},
+                ],
+            },
             {"image": "b.png", "instruction": ["<ImageHere> one?", "two?"], "output": ["1", "2"]},
         ],
     )
     assert len(ds) == 3
     first = ds[0]
-    assert first["conversations"] == [{"from": "user", "value": "<Img><ImageHere></Img> Describe."}, {"from": "assistant", "value": "Red."}]
+    assert first["conversations"] == [
+        {"from": "user", "value": "<Img><ImageHere></Img> Describe."},
+        {"from": "assistant", "value": "Red."},
+    ]
     assert len(first["image"]) == 1 and first["image"][0].shape == (3, 16, 16)
     assert len(ds[1]["image"]) == 2
     assert [m["value"] for m in ds[2]["conversations"]] == ["<ImageHere> one?", "1", "two?", "2"]
     batch = InstructionDataset.collater([ds[0], ds[1]])
     assert batch["image"].shape == (3, 3, 16, 16) and len(batch["conversations"]) == 2
     # images keep their order: a (red), a (red), b (blue)
-    assert batch["image"][2, 2].mean() > batch["image"][2, 0].mean() and batch["image"][1, 0].mean() > batch["image"][1, 2].mean()
+    assert (
+        batch["image"][2, 2].mean() > batch["image"][2, 0].mean()
+        and batch["image"][1, 0].mean() > batch["image"][1, 2].mean()
+    )
 
 
 def test_bad_rows_are_skipped_with_one_warning_naming_them(folder):
@@ -67,7 +81,13 @@ def test_bad_rows_are_skipped_with_one_warning_naming_them(folder):
     assert len(ds) == 1
     message = str(record[0].message)
     assert "skipped 5" in message
-    for fragment in ("row 1: 0 <ImageHere>", "row 2: image file not found", "row 3: conversations[0] has unknown role 'robot'", "row 4:", "row 5:"):
+    for fragment in (
+        "row 1: 0 <ImageHere>",
+        "row 2: image file not found",
+        "row 3: conversations[0] has unknown role 'robot'",
+        "row 4:",
+        "row 5:",
+    ):
         assert fragment in message
 
 
@@ -98,13 +118,18 @@ def test_unusable_annotation_files(folder):
 def test_shapes_builder_generates_and_builds_splits(shapes_root):
     cfg = build_dataset_config(
         "shapes_instruction",
-        OmegaConf.create({
-            "generator": {"num_train": 40, "num_val": 12},
-            "build_info": {
-                "annotations": {"train": {"storage": str(shapes_root / "train.json")}, "val": {"storage": str(shapes_root / "val.json")}},
-                "images": {"storage": str(shapes_root / "image")},
-            },
-        }),
+        OmegaConf.create(
+            {
+                "generator": {"num_train": 40, "num_val": 12},
+                "build_info": {
+                    "annotations": {
+                        "train": {"storage": str(shapes_root / "train.json")},
+                        "val": {"storage": str(shapes_root / "val.json")},
+                    },
+                    "images": {"storage": str(shapes_root / "image")},
+                },
+            }
+        ),
     )
     splits = registry.get_builder_class("shapes_instruction")(cfg).build_datasets()
     assert len(splits["train"]) == 40 and len(splits["val"]) == 12
@@ -113,20 +138,30 @@ def test_shapes_builder_generates_and_builds_splits(shapes_root):
 
 
 def test_instruction_format_file_of_the_synthetic_set_loads(shapes_root):
-    ds = InstructionDataset(load_processor("blip_image_eval", {"image_size": 64}), load_processor("base_instruction"),
-                            str(shapes_root / "image"), [str(shapes_root / "train_instruction.json")])
+    ds = InstructionDataset(
+        load_processor("blip_image_eval", {"image_size": 64}),
+        load_processor("base_instruction"),
+        str(shapes_root / "image"),
+        [str(shapes_root / "train_instruction.json")],
+    )
     assert len(ds) == 40 and ds[0]["conversations"][0]["from"] == "user"
     assert isinstance(ds[0]["image"][0], torch.Tensor)
 
 
 def test_augmentation_is_a_function_of_seed_epoch_and_sample(folder):
-    rows = [{"image": "a.png", "instruction": "<ImageHere> 什么颜色?", "output": "red"}, {"image": "b.png", "instruction": "<ImageHere> colour?", "output": "blue"}]
+    rows = [
+        {"image": "a.png", "instruction": "<ImageHere> 什么颜色?", "output": "red"},
+        {"image": "b.png", "instruction": "<ImageHere> colour?", "output": "blue"},
+    ]
     ann = folder / "ann.json"
     ann.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     gradient = bytes((7 * i) % 256 for i in range(400))  # a textured image, so crops differ
     Image.frombytes("L", (20, 20), gradient).convert("RGB").save(folder / "image" / "a.png")
     data = InstructionDataset(
-        load_processor("blip2_image_train", {"image_size": 16, "min_scale": 0.3}), load_processor("base_instruction"), str(folder / "image"), [str(ann)]
+        load_processor("blip2_image_train", {"image_size": 16, "min_scale": 0.3}),
+        load_processor("base_instruction"),
+        str(folder / "image"),
+        [str(ann)],
     )
     data.set_epoch(seed=1, epoch=0)
     before = torch.get_rng_state()
@@ -141,9 +176,18 @@ def test_augmentation_is_a_function_of_seed_epoch_and_sample(folder):
 
 
 def test_lengths_estimate_tokens_from_text_bytes_and_images(folder):
-    data = dataset(folder, [
-        {"image": "a.png", "instruction": "<ImageHere> abcdef", "output": "xyz"},
-        {"image": ["a.png", "b.png"], "conversations": [{"from": "user", "value": "<ImageHere><ImageHere> 红色"}, {"from": "assistant", "value": "ok"}]},
-    ])
+    data = dataset(
+        folder,
+        [
+            {"image": "a.png", "instruction": "<ImageHere> abcdef", "output": "xyz"},
+            {
+                "image": ["a.png", "b.png"],
+                "conversations": [
+                    {"from": "user", "value": "<ImageHere><ImageHere> 红色"},
+                    {"from": "assistant", "value": "ok"},
+                ],
+            },
+        ],
+    )
     text_bytes = [len("<ImageHere> abcdef".encode()) + 3, len("<ImageHere><ImageHere> 红色".encode()) + 2]
     assert data.lengths(image_tokens=32) == [text_bytes[0] // 3 + 32, text_bytes[1] // 3 + 64]

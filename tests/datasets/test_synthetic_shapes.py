@@ -36,7 +36,7 @@ def load(root, name):
 
 def colour_mask(img, colour, tol=30):
     arr = np.asarray(img, dtype=np.int16)
-    return (np.abs(arr - np.array(COLOURS[colour], dtype=np.int16)).max(axis=-1) <= tol)
+    return np.abs(arr - np.array(COLOURS[colour], dtype=np.int16)).max(axis=-1) <= tol
 
 
 def digest_dir(root):

@@ -1,7 +1,7 @@
 """The shipped tiny vocabulary is exactly what its generator makes from the synthetic corpus."""
 
 from lavis.datasets.synthetic.tiny_vocab import TINY_VOCAB_PATH, build_tiny_vocab
-from lavis.models.qwen.tokenizer import QwenTokenizer
+from lavis.models.llm.qwen_tiktoken import QwenTokenizer
 
 
 def test_shipped_vocabulary_regenerates_byte_for_byte(tmp_path):

@@ -1,7 +1,7 @@
-"""Fixtures shared by the chat tests: tiny checkpoints laid out as `python train.py` writes them.
+"""Helpers of the chat tests: tiny checkpoints laid out as `python train.py` writes them.
 
-Import the fixtures into a test module (`from test_chat_support import trained_checkpoint`).
-Checkpoints are built once per test session (cached under pytest's base temp folder):
+The fixtures built from them live in `tests/conftest.py`; checkpoints are built once per test
+session (cached under pytest's base temp folder):
 
 * `trained_checkpoint`: the tiny default model after 40 optimiser steps on one two-turn
   conversation about a red circle ("What colour is the shape?" -> "red", "图中是什么形状？"
@@ -16,15 +16,16 @@ import os
 import subprocess
 import sys
 
-import pytest
 import torch
 from omegaconf import OmegaConf
 
 import lavis  # noqa: F401
+from lavis.chat import load_image
 from lavis.common.checkpoint import save_file
 from lavis.datasets.synthetic.shapes import draw_shape
+from lavis.models import load_model_and_preprocess
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUESTION_EN = "What colour is the shape?"
 QUESTION_ZH = "图中是什么形状？"
 TRAIN_CONVERSATION = [
@@ -50,20 +51,18 @@ def save_runner_checkpoint(model, output_dir, job_id=JOB_ID, epoch=0, run=None):
     """What RunnerBase.save_checkpoint writes, at <output_dir>/<job_id>/checkpoint_<epoch>.pth."""
     path = os.path.join(output_dir, job_id, f"checkpoint_{epoch}.pth")
     config = {"model": OmegaConf.to_container(model.cfg, resolve=True), "run": dict(run or {"seed": 42})}
-    save_file({"model": model.trainable_state_dict(), "optimizer": {}, "scaler": None, "config": config, "epoch": epoch}, path)
+    save_file(
+        {"model": model.trainable_state_dict(), "optimizer": {}, "scaler": None, "config": config, "epoch": epoch}, path
+    )
     return path
 
 
 def build_model(seed=0, cfg_options=None):
-    from lavis.models import load_model_and_preprocess
-
     torch.manual_seed(seed)
     return load_model_and_preprocess("minigpt4qwen", "tiny", cfg_options=cfg_options)
 
 
 def train_tiny(image_path, steps=40, seed=0):
-    from lavis.common.chat import load_image
-
     model, vis, _ = build_model(seed)
     image = vis["eval"](load_image(image_path)).unsqueeze(0)
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
@@ -81,7 +80,7 @@ def train_tiny(image_path, steps=40, seed=0):
     return model.eval(), vis, loss.item()
 
 
-def _cached(tmp_path_factory, name, build):
+def cached(tmp_path_factory, name, build):
     folder = tmp_path_factory.getbasetemp() / "chat_checkpoints" / name
     marker = folder / "path.txt"
     if marker.exists():
@@ -92,56 +91,9 @@ def _cached(tmp_path_factory, name, build):
     return path
 
 
-@pytest.fixture(scope="session")
-def chat_image(tmp_path_factory):
-    folder = tmp_path_factory.getbasetemp() / "chat_images"
-    folder.mkdir(exist_ok=True)
-    return red_circle(str(folder))
-
-
-@pytest.fixture(scope="session")
-def trained_checkpoint(tmp_path_factory, chat_image):
-    def build(folder):
-        model, _, loss = train_tiny(chat_image)
-        assert loss < 0.1, f"the fixture model did not learn its conversation (loss {loss:.3f})"
-        return save_runner_checkpoint(model, os.path.join(folder, "output"))
-
-    return _cached(tmp_path_factory, "trained", build)
-
-
-@pytest.fixture(scope="session")
-def long_checkpoint(tmp_path_factory, chat_image):
-    def build(folder):
-        from lavis.common.chat import ChatModel, ChatSession, load_image
-
-        for seed in range(20):
-            model, vis, _ = build_model(seed)
-            model.eval()
-            session = ChatSession(ChatModel(model, vis["eval"], None, "tiny", torch.device("cpu")))
-            session.settings.set("max_new_tokens", LONG_TOKENS)
-            session.add_images([load_image(chat_image)])
-            reply = session.stream(LONG_QUESTION)
-            reply.collect()
-            if reply.num_tokens >= LONG_TOKENS:
-                return save_runner_checkpoint(model, os.path.join(folder, "output"))
-        raise AssertionError("no seed gave an untrained model with a long answer")
-
-    return _cached(tmp_path_factory, "long", build)
-
-
 def run_script(*args, timeout=120, env=None):
     """Run a repo script with the current Python; -> CompletedProcess (text)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env
     )
-
-
-def test_runner_checkpoint_layout(tmp_path):
-    """The fixtures' checkpoints have the runner's keys and path layout."""
-    model, _, _ = build_model()
-    path = save_runner_checkpoint(model, str(tmp_path), epoch=3)
-    assert path == os.path.join(str(tmp_path), JOB_ID, "checkpoint_3.pth")
-    state = torch.load(path, weights_only=True)
-    assert set(state) == {"model", "optimizer", "scaler", "config", "epoch"}
-    assert state["config"]["model"]["model_type"] == "tiny"

@@ -20,7 +20,9 @@ from safetensors.torch import save_file
 
 import lavis
 
-TINY_TIKTOKEN = os.path.join(os.path.dirname(lavis.__file__), "configs", "models", "minigpt4qwen", "tiny", "qwen.tiktoken")
+TINY_TIKTOKEN = os.path.join(
+    os.path.dirname(lavis.__file__), "configs", "models", "minigpt4qwen", "tiny", "qwen.tiktoken"
+)
 TINY_VOCAB = 656 + 208  # ranks in the tiny qwen.tiktoken + Qwen's 208 special tokens
 
 VIT = dict(patch=8, embed=32, heads=4, depth=2, mlp_ratio=2.0, image=32)
@@ -77,7 +79,13 @@ def eva_state(seed=0, file_depth=None, dtype=torch.float16, image=None, **over):
 
 def vit_arch(**over):
     v = {**VIT, **over}
-    return {"patch_size": v["patch"], "embed_dim": v["embed"], "depth": v["depth"], "num_heads": v["heads"], "mlp_ratio": v["mlp_ratio"]}
+    return {
+        "patch_size": v["patch"],
+        "embed_dim": v["embed"],
+        "depth": v["depth"],
+        "num_heads": v["heads"],
+        "mlp_ratio": v["mlp_ratio"],
+    }
 
 
 # -- BERT config + BLIP-2 checkpoint --------------------------------------------------------------
@@ -187,7 +195,10 @@ def blip2_state(seed=1, vision_width=None, num_query=8, text_side=True, extras=T
 def qwen1_config(vocab_size=896, **over):
     config = {
         "architectures": ["QWenLMHeadModel"],
-        "auto_map": {"AutoConfig": "configuration_qwen.QWenConfig", "AutoModelForCausalLM": "modeling_qwen.QWenLMHeadModel"},
+        "auto_map": {
+            "AutoConfig": "configuration_qwen.QWenConfig",
+            "AutoModelForCausalLM": "modeling_qwen.QWenLMHeadModel",
+        },
         "attn_dropout_prob": 0.0,
         "bf16": False,
         "emb_dropout_prob": 0.0,
@@ -286,16 +297,29 @@ def write_qwen2_tokenizer(folder, with_image_pad=False):
     """A small byte-level BPE tokenizer with Qwen2's special tokens, built offline."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-    pattern = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+    pattern = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(pattern), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        [
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
     )
     tok.decoder = decoders.ByteLevel()
-    corpus = ["You are a helpful assistant.", "Describe this image in detail.", "A red cat sits on the mat.", "system user assistant"]
-    tok.train_from_iterator(corpus * 20, trainers.BpeTrainer(vocab_size=360, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + (["<|vision_start|>", "<|image_pad|>"] if with_image_pad else [])
+    corpus = [
+        "You are a helpful assistant.",
+        "Describe this image in detail.",
+        "A red cat sits on the mat.",
+        "system user assistant",
+    ]
+    tok.train_from_iterator(
+        corpus * 20,
+        trainers.BpeTrainer(vocab_size=360, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False),
+    )
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + (
+        ["<|vision_start|>", "<|image_pad|>"] if with_image_pad else []
+    )
     tok.add_special_tokens(specials)
     os.makedirs(folder, exist_ok=True)
     tok.save(os.path.join(folder, "tokenizer.json"))

@@ -118,7 +118,11 @@ def eva_vit(state, images, depth, num_heads, patch, pos_embed=None, eps=1e-6):
         attn = softmax((q * scale) @ k.transpose(-1, -2))
         x = x + linear(merge(attn @ v), state[p + "attn.proj.weight"], state[p + "attn.proj.bias"])
         hdn = layer_norm(x, state[p + "norm2.weight"], state[p + "norm2.bias"], eps)
-        hdn = linear(gelu(linear(hdn, state[p + "mlp.fc1.weight"], state[p + "mlp.fc1.bias"])), state[p + "mlp.fc2.weight"], state[p + "mlp.fc2.bias"])
+        hdn = linear(
+            gelu(linear(hdn, state[p + "mlp.fc1.weight"], state[p + "mlp.fc1.bias"])),
+            state[p + "mlp.fc2.weight"],
+            state[p + "mlp.fc2.bias"],
+        )
         x = x + hdn
     return x
 
@@ -146,7 +150,9 @@ def qformer(state, image_feats, num_layers, num_heads, eps=1e-12, cross_attentio
             x = _bert_attention(state, p + "crossattention.", x, feats, num_heads, eps)
         hdn = gelu(linear(x, state[p + "intermediate_query.dense.weight"], state[p + "intermediate_query.dense.bias"]))
         out = linear(hdn, state[p + "output_query.dense.weight"], state[p + "output_query.dense.bias"])
-        x = layer_norm(out + x, state[p + "output_query.LayerNorm.weight"], state[p + "output_query.LayerNorm.bias"], eps)
+        x = layer_norm(
+            out + x, state[p + "output_query.LayerNorm.weight"], state[p + "output_query.LayerNorm.bias"], eps
+        )
     return x
 
 

@@ -112,7 +112,9 @@ def test_eval_registered_under_both_names():
 
 
 def test_custom_mean_std_from_config():
-    cfg = OmegaConf.create({"name": "blip2_image_eval", "image_size": 8, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.25, 0.5]})
+    cfg = OmegaConf.create(
+        {"name": "blip2_image_eval", "image_size": 8, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.25, 0.5]}
+    )
     proc = load_processor("blip2_image_eval", cfg)
     img = _random_image(9, 9, seed=4)
     expected = _normalise_numpy(img.resize((8, 8), Image.BICUBIC), [0.5, 0.5, 0.5], [0.5, 0.25, 0.5])

@@ -2,8 +2,8 @@
 
 import pytest
 
-from lavis.models.minigpt4qwen.prompt import IGNORE_INDEX, ChatMLPromptBuilder, ConversationError
-from lavis.models.qwen.tokenizer import QwenTokenizer
+from lavis.models.llm.qwen_tiktoken import QwenTokenizer
+from lavis.processors.chat_format import IGNORE_INDEX, ChatMLPromptBuilder, ConversationError
 
 TINY_VOCAB = "lavis/configs/models/minigpt4qwen/tiny/qwen.tiktoken"
 NQ = 4
@@ -53,9 +53,13 @@ def test_ids_and_labels_equal_the_original_rule(tok):
     kept = [t for t in labels if t != IGNORE_INDEX]
     expected = (
         [tok.im_start_id, tok.im_end_id, tok.encode_text("\n")[0]] * 2
-        + [tok.im_start_id] + tok.encode_text("red") + [tok.im_end_id, tok.encode_text("\n")[0]]
+        + [tok.im_start_id]
+        + tok.encode_text("red")
+        + [tok.im_end_id, tok.encode_text("\n")[0]]
         + [tok.im_start_id, tok.im_end_id, tok.encode_text("\n")[0]]
-        + [tok.im_start_id] + tok.encode_text("三角形") + [tok.im_end_id, tok.encode_text("\n")[0]]
+        + [tok.im_start_id]
+        + tok.encode_text("三角形")
+        + [tok.im_end_id, tok.encode_text("\n")[0]]
     )
     assert kept == expected
 

@@ -117,9 +117,7 @@ def test_crop_resize_flip_match_pil():
     rng = np.random.default_rng(1)
     img = _image(rng.integers(0, 256, size=(20, 30, 3)))
     np.testing.assert_array_equal(np.asarray(T.crop(img, 2, 5, 10, 7)), np.asarray(img)[2:12, 5:12])
-    np.testing.assert_array_equal(
-        np.asarray(T.resize(img, (11, 13))), np.asarray(img.resize((13, 11), Image.BICUBIC))
-    )
+    np.testing.assert_array_equal(np.asarray(T.resize(img, (11, 13))), np.asarray(img.resize((13, 11), Image.BICUBIC)))
     assert T.resize(img, 9).size == (9, 9)
     np.testing.assert_array_equal(
         np.asarray(T.resized_crop(img, 2, 5, 10, 7, (8, 6))),
@@ -170,7 +168,19 @@ def reference_get_params(width, height, scale, ratio):
 
 
 RATIO = (3.0 / 4.0, 4.0 / 3.0)
-SHAPES = [(640, 480), (480, 640), (100, 100), (37, 23), (1000, 10), (10, 1000), (1000, 11), (11, 1000), (1, 1), (3, 1), (1, 7)]
+SHAPES = [
+    (640, 480),
+    (480, 640),
+    (100, 100),
+    (37, 23),
+    (1000, 10),
+    (10, 1000),
+    (1000, 11),
+    (11, 1000),
+    (1, 1),
+    (3, 1),
+    (1, 7),
+]
 SCALES = [(0.5, 1.0), (0.08, 1.0), (1.0, 1.0)]
 
 

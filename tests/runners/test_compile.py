@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from lavis.runners import compile as compile_module
 from lavis.runners.compile import CompileError, compile_llm_layers
-from runners.test_runner import make_runner, read_log, run_config
+from tests.helpers.runs import make_runner, read_log, run_config
 
 # measured on this CPU (one thread): compiled and eager losses of the 3 iterations differ by
 # 1e-6 (the log rounds to 6 decimals; inductor fuses and reorders float32 arithmetic).
@@ -15,7 +14,9 @@ LOSS_TOLERANCE = 1e-4
 
 def losses(shapes_root, tmp_path, compile):
     torch.set_num_threads(1)
-    cfg = run_config(shapes_root, tmp_path / str(compile), max_epoch=1, valid_splits=[], batch_size_train=14, compile=compile)
+    cfg = run_config(
+        shapes_root, tmp_path / str(compile), max_epoch=1, valid_splits=[], batch_size_train=14, compile=compile
+    )
     runner = make_runner(cfg)
     runner.train()
     return runner, [r["loss"] for r in read_log(tmp_path / str(compile) / "job" / "log.jsonl") if "loss" in r]
@@ -54,8 +55,14 @@ def test_compile_failure_is_a_one_line_error(tiny_model):
         raise RuntimeError("backend exploded\nsecond line")
 
     assert compile_llm_layers(tiny_model, True, "cpu", backend=broken_backend) == 2
-    sample = {"image": torch.zeros(1, 3, 64, 64), "conversations": [[{"from": "human", "value": "<ImageHere> hi"}, {"from": "gpt", "value": "yes"}]]}
-    with pytest.raises(CompileError, match=r"torch.compile failed on LLM decoder layer 0 \(RuntimeError: backend exploded\); set run.compile=false$"):
+    sample = {
+        "image": torch.zeros(1, 3, 64, 64),
+        "conversations": [[{"from": "human", "value": "<ImageHere> hi"}, {"from": "gpt", "value": "yes"}]],
+    }
+    with pytest.raises(
+        CompileError,
+        match=r"torch.compile failed on LLM decoder layer 0 \(RuntimeError: backend exploded\); set run.compile=false$",
+    ):
         tiny_model(sample)
 
 
@@ -72,6 +79,9 @@ def test_only_training_forwards_run_compiled_and_generation_stays_eager(tiny_mod
     prompt = tiny_model.prompt.generation_ids("<ImageHere> colour?", [], None, None)[0]
     tiny_model.generate_from_ids([prompt], image, max_new_tokens=4)
     assert compiled_graphs == []  # chat/evaluation: no compilation at any KV-cache length
-    sample = {"image": image, "conversations": [[{"from": "human", "value": "<ImageHere> hi"}, {"from": "gpt", "value": "yes"}]]}
+    sample = {
+        "image": image,
+        "conversations": [[{"from": "human", "value": "<ImageHere> hi"}, {"from": "gpt", "value": "yes"}]],
+    }
     tiny_model(sample)["loss"].backward()
     assert compiled_graphs  # the training forward ran compiled (both layers share one graph)

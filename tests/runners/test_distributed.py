@@ -10,18 +10,13 @@ The lr schedule counts global micro-batches, so both runs warm up and decay alik
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 import time
 
 import pytest
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BATCH, EPOCHS = 4, 2  # 40 train samples: 20 per rank, 5 steps per epoch
+from tests.helpers.distributed import EPOCHS, REPO, job_dir, single, steps, torchrun, write_config
 
 # One process, accumulating 2 micro-batches in the DDP ranks' order (see the module docstring).
 INTERLEAVED_TRAIN = textwrap.dedent(
@@ -46,71 +41,6 @@ INTERLEAVED_TRAIN = textwrap.dedent(
 )
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def write_config(shapes_root, tmp_path):
-    path = tmp_path / "ddp.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            model: {{arch: minigpt4qwen, model_type: tiny}}
-            datasets:
-              shapes_instruction:
-                generator: {{num_train: 40, num_val: 12}}
-                build_info:
-                  annotations:
-                    train: {{storage: {shapes_root / "train.json"}}}
-                    val: {{storage: {shapes_root / "val.json"}}}
-                  images: {{storage: {shapes_root / "image"}}}
-            run:
-              lr_sched: linear_warmup_cosine_lr
-              init_lr: 1e-3
-              min_lr: 1e-4
-              warmup_lr: 1e-5
-              warmup_steps: 6
-              betas: [0.9, 0.95]
-              grad_norm_clip: 1.0
-              max_epoch: {EPOCHS}
-              batch_size_train: {BATCH}
-              batch_size_eval: 12
-              seed: 42
-              valid_splits: []
-              max_new_tokens: 4
-              device: cpu
-              threads: 1
-              dist_timeout_s: 60
-            """
-        )
-    )
-    return path
-
-
-def torchrun(cfg_path, *options, nproc=2, timeout=300):
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
-           os.path.join(REPO, "train.py"), "--cfg-path", str(cfg_path), "--options", *options]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def single(script, cfg_path, *options, timeout=300):
-    cmd = [sys.executable, "-c", script, "--cfg-path", str(cfg_path), "--options", *options]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def job_dir(output_dir):
-    (job,) = list(output_dir.iterdir())
-    return job
-
-
-def steps(job):
-    return [r for r in (json.loads(line) for line in open(job / "log.jsonl", encoding="utf-8")) if "loss" in r]
-
-
 @pytest.fixture(scope="module")
 def ddp_and_single(shapes_root, tmp_path_factory):
     """One 2-rank DDP run (with evaluation) and its single-process equivalent, run once for the module."""
@@ -119,7 +49,9 @@ def ddp_and_single(shapes_root, tmp_path_factory):
     started = time.time()
     ddp = torchrun(cfg_path, f"run.output_dir={tmp_path / 'ddp'}", "run.valid_splits=[val]", "run.save_freq_iters=2")
     assert ddp.returncode == 0, ddp.stderr[-4000:]
-    one = single(INTERLEAVED_TRAIN.format(repo=REPO), cfg_path, f"run.output_dir={tmp_path / 'single'}", "run.accum_grad_iters=2")
+    one = single(
+        INTERLEAVED_TRAIN.format(repo=REPO), cfg_path, f"run.output_dir={tmp_path / 'single'}", "run.accum_grad_iters=2"
+    )
     assert one.returncode == 0, one.stderr[-4000:]
     print(f"DDP + single runs: {time.time() - started:.0f}s")
     return ddp, job_dir(tmp_path / "ddp"), one, job_dir(tmp_path / "single")
@@ -148,12 +80,21 @@ def test_only_rank_0_writes_and_prints_and_its_checkpoint_loads_in_one_process(d
     ddp, ddp_job, _, _ = ddp_and_single
     assert sorted(p.name for p in ddp_job.parent.iterdir()) == [ddp_job.name]  # one job folder
     assert sorted(p.name for p in ddp_job.iterdir()) == [
-        "checkpoint_0.pth", "checkpoint_0_iter2.pth", "checkpoint_0_iter4.pth",
-        "checkpoint_1.pth", "checkpoint_1_iter2.pth", "checkpoint_1_iter4.pth",
-        "config.json", "curves.png", "log.jsonl", "tensorboard",
+        "checkpoint_0.pth",
+        "checkpoint_0_iter2.pth",
+        "checkpoint_0_iter4.pth",
+        "checkpoint_1.pth",
+        "checkpoint_1_iter2.pth",
+        "checkpoint_1_iter4.pth",
+        "config.json",
+        "curves.png",
+        "log.jsonl",
+        "tensorboard",
     ]
     log = [json.loads(line) for line in open(ddp_job / "log.jsonl", encoding="utf-8")]
-    assert len(log) == EPOCHS * 5 + 1 and log[-1]["eval_split"] == "val" and log[-1]["total"] == 12  # no duplicated lines
+    assert (
+        len(log) == EPOCHS * 5 + 1 and log[-1]["eval_split"] == "val" and log[-1]["total"] == 12
+    )  # no duplicated lines
     assert ddp.stdout.count("held-out exact-match accuracy") == 1
     assert ddp.stdout.count("epoch 1: mean loss") == 1
 
@@ -170,9 +111,16 @@ def test_ddp_resumed_mid_epoch_ends_with_the_same_weights(ddp_and_single, shapes
     _, ddp_job, _, _ = ddp_and_single
     checkpoint = torch.load(ddp_job / "checkpoint_0_iter4.pth", weights_only=True)
     assert checkpoint["iters"] == 4 and len(checkpoint["rng"]) == 2  # both ranks' RNG states
-    resumed = torchrun(write_config(shapes_root, tmp_path), f"run.output_dir={tmp_path / 'resumed'}", f"run.resume_ckpt_path={ddp_job / 'checkpoint_0_iter4.pth'}")
+    resumed = torchrun(
+        write_config(shapes_root, tmp_path),
+        f"run.output_dir={tmp_path / 'resumed'}",
+        f"run.resume_ckpt_path={ddp_job / 'checkpoint_0_iter4.pth'}",
+    )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    final, reference = (torch.load(job / "checkpoint_1.pth", weights_only=True)["model"] for job in (job_dir(tmp_path / "resumed"), ddp_job))
+    final, reference = (
+        torch.load(job / "checkpoint_1.pth", weights_only=True)["model"]
+        for job in (job_dir(tmp_path / "resumed"), ddp_job)
+    )
     assert final.keys() == reference.keys() and all(torch.equal(final[n], reference[n]) for n in final)
     resumed_losses = [r["loss"] for r in steps(job_dir(tmp_path / "resumed"))]
     assert resumed_losses == [r["loss"] for r in steps(ddp_job)][4:]  # from epoch 0, iteration 4 on

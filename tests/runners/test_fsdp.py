@@ -12,8 +12,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from test_chat_support import build_model, chat_image  # noqa: F401  (chat_image: a fixture)
-from test_distributed import job_dir, steps, torchrun, write_config
+from tests.helpers.chat import build_model
+from tests.helpers.distributed import job_dir, steps, torchrun, write_config
 
 # 5 micro-batches per rank: 2 synced steps + 1 tail; no LoRA dropout, so that a resumed run
 # (whose random stream restarts from run.seed) computes exactly the uninterrupted run's losses
@@ -38,7 +38,9 @@ def runs(shapes_root, tmp_path_factory):
     cfg_path = write_config(shapes_root, tmp)
     out = {"cfg": cfg_path, "tmp": tmp}
     out["ddp"] = run(cfg_path, tmp / "ddp", "run.strategy=ddp", *LORA)
-    out["fsdp"] = run(cfg_path, tmp / "fsdp", "run.strategy=fsdp", *LORA, "run.valid_splits=[val]", "run.save_freq_iters=1")
+    out["fsdp"] = run(
+        cfg_path, tmp / "fsdp", "run.strategy=fsdp", *LORA, "run.valid_splits=[val]", "run.save_freq_iters=1"
+    )
     for name in ("ddp", "fsdp"):
         out[f"full_{name}"] = run(cfg_path, tmp / f"full_{name}", f"run.strategy={name}", "run.max_epoch=1")
     return out
@@ -81,9 +83,16 @@ def test_fsdp_loss_curve_and_weights_equal_ddp(runs, name):
 def test_fsdp_run_evaluates_on_rank_0_and_writes_once(runs):
     proc, job = runs["fsdp"]
     assert sorted(p.name for p in job.iterdir()) == [
-        "checkpoint_0.pth", "checkpoint_0_iter2.pth", "checkpoint_0_iter4.pth",
-        "checkpoint_1.pth", "checkpoint_1_iter2.pth", "checkpoint_1_iter4.pth",
-        "config.json", "curves.png", "log.jsonl", "tensorboard",
+        "checkpoint_0.pth",
+        "checkpoint_0_iter2.pth",
+        "checkpoint_0_iter4.pth",
+        "checkpoint_1.pth",
+        "checkpoint_1_iter2.pth",
+        "checkpoint_1_iter4.pth",
+        "config.json",
+        "curves.png",
+        "log.jsonl",
+        "tensorboard",
     ]
     assert proc.stdout.count("held-out exact-match accuracy") == 1
     assert [r for r in steps(job)] and open(job / "log.jsonl").read().count('"eval_split": "val"') == 1
@@ -91,7 +100,7 @@ def test_fsdp_run_evaluates_on_rank_0_and_writes_once(runs):
 
 @pytest.mark.slow
 def test_fsdp_checkpoint_loads_in_one_process_and_chats(runs, chat_image):
-    from lavis.common.chat import ChatModel, ChatSession, load_image
+    from lavis.chat import ChatModel, ChatSession, load_image
 
     replies = {}
     for name in ("ddp", "fsdp"):
@@ -112,12 +121,23 @@ def test_fsdp_checkpoint_loads_in_one_process_and_chats(runs, chat_image):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "source, checkpoint, start", [("fsdp", "checkpoint_0.pth", (1, 0)), ("ddp", "checkpoint_0.pth", (1, 0)), ("fsdp", "checkpoint_0_iter2.pth", (0, 2))]
+    "source, checkpoint, start",
+    [
+        ("fsdp", "checkpoint_0.pth", (1, 0)),
+        ("ddp", "checkpoint_0.pth", (1, 0)),
+        ("fsdp", "checkpoint_0_iter2.pth", (0, 2)),
+    ],
 )
 def test_fsdp_resume_continues_the_curve(runs, source, checkpoint, start):
     """Resume from an epoch-0 checkpoint (fsdp's, or ddp's index-keyed optimizer state), or from
     fsdp's mid-epoch one (after the first optimizer step of epoch 0)."""
-    _, job = run(runs["cfg"], runs["tmp"] / f"resume_{source}_{checkpoint}", "run.strategy=fsdp", *LORA, f"run.resume_ckpt_path={runs[source][1] / checkpoint}")
+    _, job = run(
+        runs["cfg"],
+        runs["tmp"] / f"resume_{source}_{checkpoint}",
+        "run.strategy=fsdp",
+        *LORA,
+        f"run.resume_ckpt_path={runs[source][1] / checkpoint}",
+    )
     uninterrupted = [x for x in losses(runs["fsdp"][1]) if x[:2] >= start]
     resumed = losses(job)
     assert len(resumed) == len(uninterrupted) == 10 - 5 * start[0] - start[1]
@@ -132,7 +152,9 @@ def test_unknown_strategy_is_a_config_error():
     user = OmegaConf.create({"model": {"arch": "minigpt4qwen", "model_type": "tiny"}, "run": {"strategy": "zero3"}})
     with pytest.raises(ConfigError, match=r"^config key 'run.strategy': 'zero3' is not one of \['ddp', 'fsdp'\]$"):
         Config.build(user)
-    assert Config.build(OmegaConf.create({"model": {"arch": "minigpt4qwen", "model_type": "tiny"}})).run.strategy == "ddp"
+    assert (
+        Config.build(OmegaConf.create({"model": {"arch": "minigpt4qwen", "model_type": "tiny"}})).run.strategy == "ddp"
+    )
 
 
 def test_fsdp_units_are_the_llm_layers_and_the_trainable_image_blocks(tiny_model):
@@ -141,13 +163,20 @@ def test_fsdp_units_are_the_llm_layers_and_the_trainable_image_blocks(tiny_model
 
     names = {id(m): n for n, m in tiny_model.named_modules()}
     assert [names[id(m)] for m in Sharded.units(tiny_model)] == [
-        "visual_encoder.encoder.layers.0", "visual_encoder.encoder.layers.1",
-        "Qformer.encoder.layer.0", "Qformer.encoder.layer.1",
-        "llm_model.model.layers.0", "llm_model.model.layers.1",
+        "visual_encoder.encoder.layers.0",
+        "visual_encoder.encoder.layers.1",
+        "Qformer.encoder.layer.0",
+        "Qformer.encoder.layer.1",
+        "llm_model.model.layers.0",
+        "llm_model.model.layers.1",
     ]
-    lora = load_model("minigpt4qwen", "tiny", cfg_options={"get_lora": True, "freeze_vit": True, "freeze_qformer": True})
+    lora = load_model(
+        "minigpt4qwen", "tiny", cfg_options={"get_lora": True, "freeze_vit": True, "freeze_qformer": True}
+    )
     names = {id(m): n for n, m in lora.named_modules()}
-    assert [names[id(m)] for m in Sharded.units(lora)] == [f"llm_model.base_model.model.model.layers.{i}" for i in range(2)]
+    assert [names[id(m)] for m in Sharded.units(lora)] == [
+        f"llm_model.base_model.model.model.layers.{i}" for i in range(2)
+    ]
 
 
 def test_optimizer_state_converts_between_index_and_name_keys(tiny_model):

@@ -4,39 +4,9 @@ import json
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from lavis.common.config import Config
-from lavis.common.registry import registry
 from lavis.runners.runner_base import param_groups
-from lavis.tasks import setup_task
-
-
-def run_config(shapes_root, output_dir, **run):
-    user = OmegaConf.load("lavis/projects/instruction_tuning/train_tiny.yaml")
-    user.datasets.shapes_instruction = {
-        "generator": {"num_train": 40, "num_val": 12},
-        "build_info": {
-            "annotations": {"train": {"storage": str(shapes_root / "train.json")}, "val": {"storage": str(shapes_root / "val.json")}},
-            "images": {"storage": str(shapes_root / "image")},
-        },
-    }
-    options = {"run": {"output_dir": str(output_dir), "batch_size_train": 8, "batch_size_eval": 12, "warmup_steps": 2, **run}}
-    cfg = Config.__new__(Config)
-    cfg.config = Config.build(user, OmegaConf.create(options))
-    return cfg
-
-
-def make_runner(cfg, job="job"):
-    torch.manual_seed(cfg.run_cfg.seed)
-    task = setup_task(cfg)
-    datasets = task.build_datasets(cfg)
-    model = task.build_model(cfg)
-    return registry.get_runner_class(cfg.run_cfg.runner)(cfg, task, model, datasets, job)
-
-
-def read_log(path):
-    return [json.loads(line) for line in open(path, encoding="utf-8")]
+from tests.helpers.runs import make_runner, read_log, run_config
 
 
 def test_training_lowers_the_loss_and_writes_logs_and_checkpoints(shapes_root, tmp_path, capsys):
@@ -64,7 +34,9 @@ def test_checkpoint_holds_trainable_state_and_resumes(shapes_root, tmp_path):
     assert set(ckpt) == {"model", "optimizer", "scaler", "config", "epoch", "iters", "rng"} and ckpt["epoch"] == 0
     assert ckpt["iters"] is None and len(ckpt["rng"]) == 1  # an epoch-end checkpoint of one process
     assert set(ckpt["model"]) == {n for n, p in runner.model.named_parameters() if p.requires_grad}
-    resumed_cfg = run_config(shapes_root, tmp_path, max_epoch=2, valid_splits=[], resume_ckpt_path=str(tmp_path / "job" / "checkpoint_0.pth"))
+    resumed_cfg = run_config(
+        shapes_root, tmp_path, max_epoch=2, valid_splits=[], resume_ckpt_path=str(tmp_path / "job" / "checkpoint_0.pth")
+    )
     resumed = make_runner(resumed_cfg, job="job2")
     resumed.resume(resumed_cfg.run_cfg.resume_ckpt_path)
     assert resumed.start_epoch == 1
@@ -103,7 +75,9 @@ def test_bf16_autocast_trains_on_cpu(shapes_root, tmp_path):
 def test_nan_loss_stops_with_the_sample_ids(shapes_root, tmp_path, monkeypatch):
     cfg = run_config(shapes_root, tmp_path, max_epoch=1, valid_splits=[])
     runner = make_runner(cfg)
-    monkeypatch.setattr(runner.task, "train_step", lambda model, samples: (torch.tensor(float("nan"), requires_grad=True), {}))
+    monkeypatch.setattr(
+        runner.task, "train_step", lambda model, samples: (torch.tensor(float("nan"), requires_grad=True), {})
+    )
     with pytest.raises(FloatingPointError, match=r"loss is nan at epoch 0 iteration 0 \(samples \["):
         runner.train()
     assert not (tmp_path / "job" / "checkpoint_0.pth").exists()
@@ -112,7 +86,10 @@ def test_nan_loss_stops_with_the_sample_ids(shapes_root, tmp_path, monkeypatch):
 def test_keep_last_n_bounds_the_checkpoints_on_disk(shapes_root, tmp_path):
     cfg = run_config(shapes_root, tmp_path, max_epoch=3, valid_splits=[], keep_last_n=2)
     make_runner(cfg).train()
-    assert sorted(p.name for p in (tmp_path / "job").glob("checkpoint_*.pth")) == ["checkpoint_1.pth", "checkpoint_2.pth"]
+    assert sorted(p.name for p in (tmp_path / "job").glob("checkpoint_*.pth")) == [
+        "checkpoint_1.pth",
+        "checkpoint_2.pth",
+    ]
 
 
 def test_group_by_length_batches_similar_lengths_and_still_trains(shapes_root, tmp_path):
@@ -126,3 +103,32 @@ def test_group_by_length_batches_similar_lengths_and_still_trains(shapes_root, t
     assert longest == sorted(longest, reverse=True)  # one mega-batch here: longest batches first
     runner.train()
     assert (tmp_path / "job" / "checkpoint_0.pth").exists()
+
+
+def test_loader_takes_the_collater_from_the_dataset(shapes_root, tmp_path):
+    """As in LAVIS: the dataset's own `collater` batches it; concatenated parts must share one."""
+
+    class Rows(torch.utils.data.Dataset):
+        def __init__(self, rows):
+            self.rows = rows
+
+        def __len__(self):
+            return len(self.rows)
+
+        def __getitem__(self, index):
+            return self.rows[index]
+
+        def collater(self, samples):
+            return {"rows": samples, "by": id(self)}
+
+    runner = make_runner(run_config(shapes_root, tmp_path, max_epoch=1, valid_splits=[]))
+    first, second = Rows([1, 2, 3]), Rows([4])
+    assert list(runner._loader(first, 2)) == [{"rows": [1, 2], "by": id(first)}, {"rows": [3], "by": id(first)}]
+    assert len(list(runner._loader(torch.utils.data.ConcatDataset([first, second]), 4))) == 1
+
+    class Other(Rows):
+        def collater(self, samples):
+            return samples
+
+    with pytest.raises(ValueError, match=r"need one collater; these have 2: \['Other', 'Rows'\]"):
+        runner._loader(torch.utils.data.ConcatDataset([first, Other([5])]), 4)

@@ -24,7 +24,10 @@ def test_order_is_distributed_samplers_and_one_process_is_a_seeded_shuffle(world
         torchs.set_epoch(3)
         assert indices(ours, epoch=3) == list(torchs)
     if world == 1:
-        assert indices(ResumableSampler(data, 4, seed=7), epoch=3) == torch.randperm(23, generator=torch.Generator().manual_seed(10)).tolist()
+        assert (
+            indices(ResumableSampler(data, 4, seed=7), epoch=3)
+            == torch.randperm(23, generator=torch.Generator().manual_seed(10)).tolist()
+        )
 
 
 def test_start_batch_skips_exactly_the_batches_done():
@@ -39,7 +42,10 @@ def test_length_grouping_keeps_the_samples_and_cuts_padding():
     rng = random.Random(0)
     lengths = [rng.randint(10, 500) for _ in range(1000)]
     batch, world = 8, 2
-    per_rank = [indices(ResumableSampler(lengths, batch, world, rank, seed=3, lengths=lengths), epoch=1) for rank in range(world)]
+    per_rank = [
+        indices(ResumableSampler(lengths, batch, world, rank, seed=3, lengths=lengths), epoch=1)
+        for rank in range(world)
+    ]
     plain = [indices(ResumableSampler(lengths, batch, world, rank, seed=3), epoch=1) for rank in range(world)]
     assert sorted(per_rank[0] + per_rank[1]) == sorted(plain[0] + plain[1])  # the same samples, once each
 

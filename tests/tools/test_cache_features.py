@@ -10,9 +10,9 @@ from PIL import Image
 
 from lavis.common.config import Config
 from lavis.common.registry import registry
+from lavis.common.rng import set_seed
 from lavis.datasets.cached_features import attach_cached_features, cache_groups
 from lavis.datasets.feature_cache import FeatureCacheError, FeatureStore
-from lavis.runners.runner_base import set_seed
 from lavis.tasks import setup_task
 from lavis.tools import cache_features
 
@@ -32,12 +32,23 @@ def write_cfg(shapes, tmp_path):
             "shapes_instruction": {
                 "generator": {"num_train": 40, "num_val": 12, "image_size": 64, "seed": 0},
                 "build_info": {
-                    "annotations": {"train": {"storage": str(shapes / "train.json")}, "val": {"storage": str(shapes / "val.json")}},
+                    "annotations": {
+                        "train": {"storage": str(shapes / "train.json")},
+                        "val": {"storage": str(shapes / "val.json")},
+                    },
                     "images": {"storage": str(shapes / "image")},
-                }
+                },
             }
         },
-        "run": {"batch_size_train": 8, "batch_size_eval": 5, "max_epoch": 1, "device": "cpu", "threads": 1, "output_dir": str(tmp_path / "out"), "warmup_steps": 2},
+        "run": {
+            "batch_size_train": 8,
+            "batch_size_eval": 5,
+            "max_epoch": 1,
+            "device": "cpu",
+            "threads": 1,
+            "output_dir": str(tmp_path / "out"),
+            "warmup_steps": 2,
+        },
     }
     path = tmp_path / "run.yaml"
     path.write_text(json.dumps(cfg))
@@ -112,7 +123,14 @@ def test_training_and_evaluation_run_from_the_cache_as_from_images(shapes, tmp_p
     assert run_command(cfg_path) == 0
     results = {}
     for cached in (False, True):
-        cfg = load_cfg(cfg_path, *FROZEN, f"run.use_cached_features={cached}", "run.valid_splits=[val]", "run.max_new_tokens=4", f"run.output_dir={tmp_path / str(cached)}")
+        cfg = load_cfg(
+            cfg_path,
+            *FROZEN,
+            f"run.use_cached_features={cached}",
+            "run.valid_splits=[val]",
+            "run.max_new_tokens=4",
+            f"run.output_dir={tmp_path / str(cached)}",
+        )
         task, datasets, model = build(cfg)
         runner = registry.get_runner_class("runner_base")(cfg, task, model, datasets, "job")
         assert all((d.feature_store is not None) == cached for d in datasets["shapes_instruction"].values())
@@ -132,12 +150,20 @@ def test_processor_settings_encoder_weights_or_image_bytes_change_the_key(shapes
     (folder,) = cache_dirs(shapes)
 
     # other processor settings: another folder, and the written one is named as stale
-    resized = load_cfg(cfg_path, *FROZEN, "run.use_cached_features=True", "datasets.shapes_instruction.vis_processor.train.image_size=32",
-                       "datasets.shapes_instruction.vis_processor.eval.image_size=32")
+    resized = load_cfg(
+        cfg_path,
+        *FROZEN,
+        "run.use_cached_features=True",
+        "datasets.shapes_instruction.vis_processor.train.image_size=32",
+        "datasets.shapes_instruction.vis_processor.eval.image_size=32",
+    )
     _, other_datasets, _ = build(resized)
     (group,) = cache_groups(resized, model, other_datasets, "test")
     assert group["folder"].rsplit("/", 1)[1] != folder
-    with pytest.raises(FeatureCacheError, match=rf"stale: .*{folder} \(differs in processor\); run: python -m lavis.tools.cache_features"):
+    with pytest.raises(
+        FeatureCacheError,
+        match=rf"stale: .*{folder} \(differs in processor\); run: python -m lavis.tools.cache_features",  # noqa: E501
+    ):
         attach_cached_features(resized, model, other_datasets)
     assert "stale" in caplog.text
 
@@ -153,7 +179,10 @@ def test_processor_settings_encoder_weights_or_image_bytes_change_the_key(shapes
     image = shapes / "image" / datasets["shapes_instruction"]["train"].image_paths()[0]
     Image.open(image).rotate(90).save(image)
     _, datasets, model = build(cfg)
-    with pytest.raises(FeatureCacheError, match=r"is stale: 1 of 52 image\(s\) are new or changed .*; run: python -m lavis.tools.cache_features"):
+    with pytest.raises(
+        FeatureCacheError,
+        match=r"is stale: 1 of 52 image\(s\) are new or changed .*; run: python -m lavis.tools.cache_features",  # noqa: E501
+    ):
         attach_cached_features(cfg, model, datasets)
     assert run_command(cfg_path) == 0  # recomputes it
     attach_cached_features(cfg, model, datasets)
@@ -164,7 +193,10 @@ def test_missing_cache_says_to_run_the_command(shapes, tmp_path, capsys):
     cfg_path = write_cfg(shapes, tmp_path)
     cfg = load_cfg(cfg_path, *FROZEN, "run.use_cached_features=True")
     _, datasets, model = build(cfg)
-    with pytest.raises(FeatureCacheError, match=r"no feature cache for shapes_instruction/train, shapes_instruction/val at .*: missing: .*; run: python -m lavis.tools.cache_features"):
+    with pytest.raises(
+        FeatureCacheError,
+        match=r"no feature cache for shapes_instruction/train, shapes_instruction/val at .*: missing: .*; run: python -m lavis.tools.cache_features",  # noqa: E501
+    ):
         attach_cached_features(cfg, model, datasets)
 
 
@@ -176,19 +208,29 @@ def test_refuses_an_image_side_that_trains(shapes, tmp_path, capsys):
     assert "needs a frozen image side, but model.freeze_qformer=False, model.freeze_queries=False" in err
     cfg = load_cfg(cfg_path, "run.use_cached_features=True")  # the tiny default: everything trains
     _, datasets, model = build(cfg)
-    with pytest.raises(FeatureCacheError, match=r"run.use_cached_features: True needs a frozen image side, but model.freeze_vit=False"):
+    with pytest.raises(
+        FeatureCacheError, match=r"run.use_cached_features: True needs a frozen image side, but model.freeze_vit=False"
+    ):
         attach_cached_features(cfg, model, datasets)
 
 
 def test_refuses_a_random_train_processor(shapes, tmp_path, capsys):
     cfg_path = write_cfg(shapes, tmp_path)
-    augment = ["datasets.shapes_instruction.vis_processor.train.name=blip2_image_train", "datasets.shapes_instruction.vis_processor.train.min_scale=0.5"]
+    augment = [
+        "datasets.shapes_instruction.vis_processor.train.name=blip2_image_train",
+        "datasets.shapes_instruction.vis_processor.train.min_scale=0.5",
+    ]
     assert run_command(cfg_path, *augment) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert ("datasets.shapes_instruction.vis_processor.train (blip2_image_train) applies random augmentation "
-            "(RandomResizedCrop, RandomHorizontalFlip) and cached features would freeze one draw of it") in err
+    assert (
+        "datasets.shapes_instruction.vis_processor.train (blip2_image_train) applies random augmentation "
+        "(RandomResizedCrop, RandomHorizontalFlip) and cached features would freeze one draw of it"
+    ) in err
     cfg = load_cfg(cfg_path, *FROZEN, *augment, "run.use_cached_features=True")
     _, datasets, model = build(cfg)
-    with pytest.raises(FeatureCacheError, match=r"run.use_cached_features: True refused: datasets.shapes_instruction.vis_processor.train"):
+    with pytest.raises(
+        FeatureCacheError,
+        match=r"run.use_cached_features: True refused: datasets.shapes_instruction.vis_processor.train",
+    ):
         attach_cached_features(cfg, model, datasets)

@@ -10,7 +10,7 @@ from lavis.common.config import Config
 from lavis.common.registry import registry
 from lavis.datasets.datasets.instruction_dataset import InstructionDataset
 from lavis.tools.merge_lora import main
-from runners.test_runner import make_runner, run_config
+from tests.helpers.runs import make_runner, run_config
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,14 @@ def lora_run(shapes_root, tmp_path_factory):
     ckpt = out / "job" / "checkpoint_0.pth"
     assert main(["--ckpt-path", str(ckpt), "--output-dir", str(out / "merged")]) == 0
     batch = InstructionDataset.collater([runner._split("train")[i] for i in range(4)])
-    return {"model": runner.model.eval(), "cfg": cfg, "ckpt": ckpt, "merged": out / "merged", "batch": batch, "job": out / "job"}
+    return {
+        "model": runner.model.eval(),
+        "cfg": cfg,
+        "ckpt": ckpt,
+        "merged": out / "merged",
+        "batch": batch,
+        "job": out / "job",
+    }
 
 
 def outputs(model, batch):
@@ -37,7 +44,9 @@ def outputs(model, batch):
         ids, _ = model.prompt.generation_ids(conv[0]["value"] if isinstance(conv, list) else conv, [])
         embeds = model.embed_with_images(torch.tensor([ids]), model.encode_image(batch["image"][:1]))
         logits = model.llm_model(inputs_embeds=embeds).logits
-    replies = model.generate_from_ids([ids], batch["image"][:1], max_new_tokens=8, min_new_tokens=8)  # no early stop: 8 compared tokens
+    replies = model.generate_from_ids(
+        [ids], batch["image"][:1], max_new_tokens=8, min_new_tokens=8
+    )  # no early stop: 8 compared tokens
     return loss, logits, replies
 
 
@@ -75,7 +84,9 @@ def test_merged_checkpoint_on_a_get_lora_false_model_equals_the_lora_model(lora_
 def test_written_config_loads_the_merged_llm_folder(lora_run):
     cfg = Config(type("Args", (), {"cfg_path": str(lora_run["merged"] / "config.yaml"), "options": []}))
     assert cfg.model_cfg.llm_model == str(lora_run["merged"] / "llm") and cfg.model_cfg.llm_arch is None
-    assert (lora_run["merged"] / "llm" / "model.safetensors").exists() and (lora_run["merged"] / "llm" / "qwen.tiktoken").exists()
+    assert (lora_run["merged"] / "llm" / "model.safetensors").exists() and (
+        lora_run["merged"] / "llm" / "qwen.tiktoken"
+    ).exists()
     torch.manual_seed(123)
     model = registry.get_model_class("minigpt4qwen").from_config(cfg.model_cfg)
     assert not hasattr(model.llm_model, "peft_config")
@@ -83,8 +94,16 @@ def test_written_config_loads_the_merged_llm_folder(lora_run):
 
 
 def test_saved_config_json_and_llm_only_format(lora_run, tmp_path):
-    args = ["--ckpt-path", str(lora_run["ckpt"]), "--output-dir", str(tmp_path), "--format", "llm",
-            "--cfg-path", str(lora_run["job"] / "config.json")]
+    args = [
+        "--ckpt-path",
+        str(lora_run["ckpt"]),
+        "--output-dir",
+        str(tmp_path),
+        "--format",
+        "llm",
+        "--cfg-path",
+        str(lora_run["job"] / "config.json"),
+    ]
     assert main(args) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["llm"]
     cfg = lora_run["cfg"].config.model.copy()
@@ -110,9 +129,30 @@ def test_checkpoint_without_lora_weights(tmp_path, capsys):
 def test_missing_files(tmp_path, capsys, lora_run):
     err = one_line_error(capsys, ["--ckpt-path", str(tmp_path / "nope.pth"), "--output-dir", str(tmp_path / "o")])
     assert "checkpoint not found" in err and "nope.pth" in err
-    err = one_line_error(capsys, ["--ckpt-path", str(lora_run["ckpt"]), "--output-dir", str(tmp_path / "o"), "--cfg-path", str(tmp_path / "no.yaml")])
+    err = one_line_error(
+        capsys,
+        [
+            "--ckpt-path",
+            str(lora_run["ckpt"]),
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--cfg-path",
+            str(tmp_path / "no.yaml"),
+        ],
+    )
     assert "config file not found" in err
-    err = one_line_error(capsys, ["--ckpt-path", str(lora_run["ckpt"]), "--output-dir", str(tmp_path / "o"), "--options", "model.llm_arch=null", "model.llm_model=/nowhere/qwen"])
+    err = one_line_error(
+        capsys,
+        [
+            "--ckpt-path",
+            str(lora_run["ckpt"]),
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--options",
+            "model.llm_arch=null",
+            "model.llm_model=/nowhere/qwen",
+        ],
+    )
     assert "missing" in err and "/nowhere/qwen" in err
 
 

@@ -27,7 +27,10 @@ class BaseDatasetBuilder:
         return get_abs_path(cls.DATASET_CONFIG_DICT[type])
 
     def build_processors(self):
-        for target, section in ((self.vis_processors, self.config.vis_processor), (self.text_processors, self.config.text_processor)):
+        for target, section in (
+            (self.vis_processors, self.config.vis_processor),
+            (self.text_processors, self.config.text_processor),
+        ):
             for split in ("train", "eval"):
                 if section.get(split) is not None:
                     target[split] = load_processor(section[split].name, section[split])
@@ -44,7 +47,9 @@ class BaseDatasetBuilder:
         for split, ann in info.annotations.items():
             for path in [ann.storage] if isinstance(ann.storage, str) else list(ann.storage):
                 if not os.path.isfile(get_cache_path(path)):
-                    missing.append((f"datasets.{name}.build_info.annotations.{split}", get_cache_path(path), "annotation JSON"))
+                    missing.append(
+                        (f"datasets.{name}.build_info.annotations.{split}", get_cache_path(path), "annotation JSON")
+                    )
         if info.images is not None and not os.path.isdir(get_cache_path(info.images.storage)):
             missing.append((f"datasets.{name}.build_info.images", get_cache_path(info.images.storage), "image folder"))
         return missing

@@ -1,0 +1,1 @@
+"""Dataset classes: the annotation rows a builder reads, as samples for the model."""

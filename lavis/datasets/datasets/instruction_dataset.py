@@ -27,10 +27,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from lavis.models.minigpt4qwen.prompt import IMAGE_TOKEN, ROLE_ALIASES
+from lavis.common.errors import UserError
+from lavis.processors.chat_format import IMAGE_TOKEN, ROLE_ALIASES
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """An annotation file that cannot be read at all."""
 
 
@@ -127,7 +128,8 @@ class InstructionDataset(Dataset):
         """A cheap estimate of each sample's token count: UTF-8 bytes of its text / 3 (about one
         token per Chinese character or per 3 to 4 English letters) + `image_tokens` per image."""
         return [
-            sum(len(str(m["value"]).encode("utf-8")) for m in row["conversations"]) // 3 + image_tokens * len(row["images"])
+            sum(len(str(m["value"]).encode("utf-8")) for m in row["conversations"]) // 3
+            + image_tokens * len(row["images"])
             for row in self.annotation
         ]
 
@@ -156,14 +158,26 @@ class InstructionDataset(Dataset):
                 with self._sample_rng((index + attempt) % len(self.annotation)):
                     images = [self._load_image(p) for p in row["images"]]
             except (OSError, Image.DecompressionBombError, ValueError) as err:
-                logging.warning("unreadable image in sample %d (%s): %s; using the next sample", index + attempt, row["images"], err)
+                logging.warning(
+                    "unreadable image in sample %d (%s): %s; using the next sample", index + attempt, row["images"], err
+                )
                 continue
             conversations = [
-                {"from": m["from"], "value": self.text_processor(m["value"]) if ROLE_ALIASES[str(m["from"]).lower()] == "user" else m["value"]}
+                {
+                    "from": m["from"],
+                    "value": self.text_processor(m["value"])
+                    if ROLE_ALIASES[str(m["from"]).lower()] == "user"
+                    else m["value"],
+                }
                 for m in row["conversations"]
             ]
             key = "image" if self.feature_store is None else "image_features"
-            return {key: images, "conversations": conversations, "meta": row["meta"], "index": (index + attempt) % len(self.annotation)}
+            return {
+                key: images,
+                "conversations": conversations,
+                "meta": row["meta"],
+                "index": (index + attempt) % len(self.annotation),
+            }
         raise RuntimeError("no readable image in the whole dataset")
 
     @staticmethod

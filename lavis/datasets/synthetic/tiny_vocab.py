@@ -8,12 +8,16 @@ sequences stay short.  The file is shipped at TINY_VOCAB_PATH and a test checks 
 import os
 
 from lavis.datasets.synthetic.shapes import corpus_lines
-from lavis.models.qwen.bpe_train import train_bpe, write_tiktoken_file
+from lavis.models.llm.bpe_train import train_bpe, write_tiktoken_file
 
 NUM_MERGES = 400
 TINY_VOCAB_PATH = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    "configs", "models", "minigpt4qwen", "tiny", "qwen.tiktoken",
+    "configs",
+    "models",
+    "minigpt4qwen",
+    "tiny",
+    "qwen.tiktoken",
 )
 
 

@@ -1,6 +1,10 @@
-"""Qwen text side of MiniGPT4Qwen: the tiktoken tokenizer and the small-BPE trainer."""
+"""The language model and its tokenizers.
 
-from lavis.models.qwen.bpe_train import train_bpe, write_tiktoken_file
-from lavis.models.qwen.tokenizer import PAT_STR, SPECIAL_TOKENS, QwenTokenizer
-
-__all__ = ["QwenTokenizer", "PAT_STR", "SPECIAL_TOKENS", "train_bpe", "write_tiktoken_file"]
+* `qwen_llm.py`: a Qwen-style decoder on transformers' `Qwen2ForCausalLM`, built from `llm_arch`;
+* `qwen_weights.py`: Qwen hub folders (Qwen-7B-Chat converted, Qwen1.5/2/2.5 as they are) loaded
+  into it, shard by shard;
+* `qwen_tiktoken.py`: Qwen-1's tiktoken tokenizer (`qwen.tiktoken`); `bpe_train.py` trains a small
+  vocabulary in its format (the tiny default's);
+* `llm_tokenizer.py`: `load_llm_tokenizer`, which picks that tokenizer or a transformers one behind
+  the same interface.
+"""

@@ -5,7 +5,7 @@ corpus; it needs a vocabulary of a few hundred tokens rather than Qwen's
 151,643.  :func:`train_bpe` learns one the way Qwen's vocabulary is built
 (NFC, Qwen's pre-tokenisation regex, byte-level BPE) and
 :func:`write_tiktoken_file` stores it so that
-:class:`lavis.models.qwen.tokenizer.QwenTokenizer` loads it like the real file.
+:class:`lavis.models.llm.qwen_tiktoken.QwenTokenizer` loads it like the real file.
 
 Ranks ``0..255`` are the single bytes in byte order; every later rank is the
 concatenation of two lower-rank tokens, so ``tiktoken`` (which merges adjacent
@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 
 import regex
 
-from lavis.models.qwen.tokenizer import PAT_STR, dump_tiktoken_bpe
+from lavis.models.llm.qwen_tiktoken import PAT_STR, dump_tiktoken_bpe
 
 _PAT = regex.compile(PAT_STR)
 

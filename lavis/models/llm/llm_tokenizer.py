@@ -1,6 +1,6 @@
 """The LLM tokenizer: Qwen-1's `qwen.tiktoken`, or a Qwen1.5/Qwen2/Qwen2.5 tokenizer behind the same interface.
 
-`load_llm_tokenizer(path)` returns :class:`~lavis.models.qwen.tokenizer.QwenTokenizer` for a
+`load_llm_tokenizer(path)` returns :class:`~lavis.models.llm.qwen_tiktoken.QwenTokenizer` for a
 `qwen.tiktoken` file (or a folder holding one), and :class:`HFQwenTokenizer` for a folder with a
 transformers tokenizer (`tokenizer.json`, or `vocab.json` + `merges.txt`), loaded offline.
 
@@ -21,7 +21,7 @@ User text encoded with :meth:`encode_text` never yields it or any other special 
 
 import os
 
-from lavis.models.qwen.tokenizer import VOCAB_FILENAME, QwenTokenizer, batch_encode
+from lavis.models.llm.qwen_tiktoken import VOCAB_FILENAME, QwenTokenizer, batch_encode
 
 QWEN1_IMAGE_PAD = "<|extra_0|>"
 IMAGE_PAD_CANDIDATES = ("<|image_pad|>", QWEN1_IMAGE_PAD)
@@ -54,7 +54,9 @@ class HFQwenTokenizer:
             self.image_pad_token = IMAGE_PAD_CANDIDATES[0]
             from tokenizers import AddedToken
 
-            tokenizer.add_tokens([AddedToken(self.image_pad_token, special=True, normalized=False)], special_tokens=True)
+            tokenizer.add_tokens(
+                [AddedToken(self.image_pad_token, special=True, normalized=False)], special_tokens=True
+            )
         self._vocab = tokenizer.get_vocab()
         self.image_pad_id = self._vocab[self.image_pad_token]
         self.vocab_file = getattr(tokenizer, "name_or_path", None)
@@ -133,5 +135,6 @@ def load_llm_tokenizer(path, model_max_length=None):
     if os.path.isdir(path) and any(os.path.isfile(os.path.join(path, f)) for f in HF_TOKENIZER_FILES):
         return HFQwenTokenizer.from_pretrained(path, model_max_length)
     raise FileNotFoundError(
-        f"no LLM tokenizer at {path!r}: expected {VOCAB_FILENAME} (Qwen-7B-Chat) or tokenizer.json / vocab.json + merges.txt (Qwen2)"
+        f"no LLM tokenizer at {path!r}: expected {VOCAB_FILENAME} (Qwen-7B-Chat) or tokenizer.json / vocab.json "
+        "+ merges.txt (Qwen2)"
     )

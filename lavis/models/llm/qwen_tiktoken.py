@@ -20,7 +20,7 @@ The tokenizer gives the same ids as Qwen-7B-Chat's own tokenizer (the hub's
   text are parsed as special tokens, as Qwen's ``allowed_special="all"``.
 
 The same file format is produced for the project's tiny default model by
-:mod:`lavis.models.qwen.bpe_train`.
+:mod:`lavis.models.llm.bpe_train`.
 """
 
 import base64
@@ -75,10 +75,7 @@ def load_tiktoken_bpe(path):
                 if token in ranks:
                     raise ValueError(f"duplicate token {token!r}")
             except (ValueError, binascii.Error) as e:
-                raise ValueError(
-                    f"{path}: line {lineno}: malformed vocabulary line "
-                    f"{line[:80]!r} ({e})"
-                ) from None
+                raise ValueError(f"{path}: line {lineno}: malformed vocabulary line {line[:80]!r} ({e})") from None
             ranks[token] = rank
     if sorted(ranks.values()) != list(range(len(ranks))):
         raise ValueError(f"{path}: ranks must be unique and exactly 0..{len(ranks) - 1}")

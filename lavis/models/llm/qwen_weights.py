@@ -54,18 +54,14 @@ from transformers.initialization import no_init_weights
 from transformers.models.qwen2.modeling_qwen2 import Qwen2RotaryEmbedding
 
 from lavis.common.checkpoint import load_file
-from lavis.models.loaders.files import SafetensorsReader, WeightFileError, describe_keys
+from lavis.common.dtypes import DTYPES, LONG_NAMES, dtype_named, is_dtype_name
+from lavis.common.utils import resolve_path
+from lavis.models.llm.qwen_llm import build_llm
+from lavis.models.weight_files import SafetensorsReader, WeightFileError, describe_keys
 
 log = logging.getLogger(__name__)
 
-DTYPES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-}
+DTYPE_NAMES = sorted([*DTYPES, *LONG_NAMES])  # what model.llm_dtype accepts (besides "")
 WEIGHT_FILES = (
     "model.safetensors.index.json",
     "model.safetensors",
@@ -200,17 +196,17 @@ def qwen1_to_qwen2_config(qcfg, source="config.json", special_id=None):
 def resolve_dtype(qcfg, requested, weights_dtype, source="config.json"):
     """llm_dtype if given; else Qwen's bf16/fp16/fp32 flags; else torch_dtype; else the weights' dtype."""
     if requested:
-        if requested not in DTYPES:
-            raise ValueError(f"model.llm_dtype must be one of {sorted(DTYPES)} or empty, got {requested!r}")
-        return DTYPES[requested]
+        if not is_dtype_name(requested):
+            raise ValueError(f"model.llm_dtype must be one of {DTYPE_NAMES} or empty, got {requested!r}")
+        return dtype_named(requested)
     flags = [name for name in ("bf16", "fp16", "fp32") if qcfg.get(name) is True]
     if len(flags) > 1:
         raise ValueError(f"{source}: only one of bf16/fp16/fp32 may be true, got {flags}")
     if flags:
-        return DTYPES[flags[0]]
+        return dtype_named(flags[0])
     named = qcfg.get("torch_dtype") or qcfg.get("dtype")
-    if isinstance(named, str) and named in DTYPES:
-        return DTYPES[named]
+    if is_dtype_name(named):
+        return dtype_named(named)
     return weights_dtype if weights_dtype is not None and weights_dtype.is_floating_point else torch.float32
 
 
@@ -311,14 +307,19 @@ def load_qwen1_llm(folder, dtype=None, special_id=None, min_vocab=None):
         raise ValueError(f"{config_path}: model_type {qcfg.get('model_type')!r}, expected 'qwen'")
     config = qwen1_to_qwen2_config(qcfg, config_path, special_id)
     if min_vocab is not None and config.vocab_size < min_vocab:
-        raise ValueError(f"{config_path}: vocab_size {config.vocab_size} is smaller than the tokenizer's {min_vocab} tokens")
+        raise ValueError(
+            f"{config_path}: vocab_size {config.vocab_size} is smaller than the tokenizer's {min_vocab} tokens"
+        )
     index, shards = find_weight_shards(folder)
     expected = qwen1_keys(config.num_hidden_layers)
     if index is not None:
         listed = {k for _, keys in shards for k in keys}
         missing = [k for k in expected if k not in listed]
         if missing:
-            raise WeightFileError(f"{index} lacks {len(missing)} weight(s) of this {config.num_hidden_layers}-layer model: {describe_keys(missing)}")
+            raise WeightFileError(
+                f"{index} lacks {len(missing)} weight(s) of this {config.num_hidden_layers}-layer model: "
+                f"{describe_keys(missing)}"
+            )
 
     model = None
     loaded, ignored, unexpected = set(), [], []
@@ -328,7 +329,10 @@ def load_qwen1_llm(folder, dtype=None, special_id=None, min_vocab=None):
             if listed_keys is not None:
                 absent = sorted(set(listed_keys) - set(keys))
                 if absent:
-                    raise WeightFileError(f"{path} lacks tensors its index {index} puts there (truncated or mismatched?): {describe_keys(absent)}")
+                    raise WeightFileError(
+                        f"{path} lacks tensors its index {index} puts there (truncated or mismatched?): "
+                        f"{describe_keys(absent)}"
+                    )
             if model is None:
                 probe = "transformer.wte.weight" if "transformer.wte.weight" in keys else (keys[0] if keys else None)
                 dtype = resolve_dtype(qcfg, dtype, shard.dtype(probe) if probe else None, config_path)
@@ -342,14 +346,21 @@ def load_qwen1_llm(folder, dtype=None, special_id=None, min_vocab=None):
                     ignored.append(key)
                 else:
                     unexpected.append(key)
-            mismatched = [f"{k}: file {shard.shape(k)} vs config {shapes[k]}" for k in wanted if shard.shape(k) != shapes[k]]
+            mismatched = [
+                f"{k}: file {shard.shape(k)} vs config {shapes[k]}" for k in wanted if shard.shape(k) != shapes[k]
+            ]
             if mismatched:
-                raise WeightFileError(f"{path} does not fit {config_path}: shape mismatches {describe_keys(mismatched, 8)}")
+                raise WeightFileError(
+                    f"{path} does not fit {config_path}: shape mismatches {describe_keys(mismatched, 8)}"
+                )
             for key in wanted:
                 tensor = shard.read(key)
                 for name, part in convert_qwen1_key(key, tensor):
                     part = part.to(dtype) if part.is_floating_point() and part.dtype != dtype else part
-                    if part.untyped_storage().data_ptr() == tensor.untyped_storage().data_ptr() and len(qwen1_target_names(key)) > 1:
+                    if (
+                        part.untyped_storage().data_ptr() == tensor.untyped_storage().data_ptr()
+                        and len(qwen1_target_names(key)) > 1
+                    ):
                         part = part.clone()  # q/k/v get storages of their own
                     _assign(model, name, part)
                 loaded.add(key)
@@ -358,7 +369,12 @@ def load_qwen1_llm(folder, dtype=None, special_id=None, min_vocab=None):
     if missing:
         raise WeightFileError(f"{folder}: the weight files lack {len(missing)} tensor(s): {describe_keys(missing)}")
     if unexpected:
-        log.warning("%s: %d tensors that are not Qwen weights were ignored: %s", folder, len(unexpected), describe_keys(unexpected))
+        log.warning(
+            "%s: %d tensors that are not Qwen weights were ignored: %s",
+            folder,
+            len(unexpected),
+            describe_keys(unexpected),
+        )
     if ignored:
         log.info("%s: buffers ignored (not weights): %s", folder, describe_keys(ignored))
     model.model.rotary_emb = Qwen2RotaryEmbedding(config=model.config)
@@ -367,7 +383,9 @@ def load_qwen1_llm(folder, dtype=None, special_id=None, min_vocab=None):
         raise WeightFileError(f"{folder}: nothing loaded for {describe_keys(left)}")
     model.qwen_config = qcfg
     model.qwen_generation_config = _generation_config(folder)
-    model.generation_config = GenerationConfig(bos_token_id=special_id, eos_token_id=special_id, pad_token_id=special_id)
+    model.generation_config = GenerationConfig(
+        bos_token_id=special_id, eos_token_id=special_id, pad_token_id=special_id
+    )
     install_length_guard(model, config.max_position_embeddings, f"Qwen model {folder}")
     model.eval()
     return model
@@ -379,7 +397,11 @@ def _generation_config(folder):
         return {}
     gen = read_json(path, "generation config")
     if gen.get("chat_format", "chatml") != "chatml":
-        log.warning("%s: chat_format is %r, not 'chatml': this looks like a base model, not a chat model", path, gen["chat_format"])
+        log.warning(
+            "%s: chat_format is %r, not 'chatml': this looks like a base model, not a chat model",
+            path,
+            gen["chat_format"],
+        )
     return gen
 
 
@@ -420,17 +442,19 @@ def load_qwen2_llm(folder, dtype=None):
     """A `model_type: qwen2` folder through transformers (`AutoModelForCausalLM`, local files only)."""
     from transformers import AutoModelForCausalLM
 
-    if dtype and dtype not in DTYPES:
-        raise ValueError(f"model.llm_dtype must be one of {sorted(DTYPES)} or empty, got {dtype!r}")
+    if dtype and not is_dtype_name(dtype):
+        raise ValueError(f"model.llm_dtype must be one of {DTYPE_NAMES} or empty, got {dtype!r}")
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=DTYPES[dtype] if dtype else "auto", local_files_only=True, attn_implementation="sdpa"
+            folder, dtype=dtype_named(dtype) if dtype else "auto", local_files_only=True, attn_implementation="sdpa"
         )
     except (OSError, ValueError, RuntimeError) as err:
         raise WeightFileError(f"cannot load the Qwen2 model in {folder}: {err}") from None
     model.qwen_generation_config = _generation_config(folder)
     model.generation_config = GenerationConfig(
-        bos_token_id=model.config.bos_token_id, eos_token_id=model.config.eos_token_id, pad_token_id=model.config.pad_token_id
+        bos_token_id=model.config.bos_token_id,
+        eos_token_id=model.config.eos_token_id,
+        pad_token_id=model.config.pad_token_id,
     )
     model.eval()
     return model
@@ -454,17 +478,19 @@ def load_llm(folder, tokenizer=None, dtype=None):
     elif model_type == "qwen2":
         model = load_qwen2_llm(folder, dtype)
         if tokenizer is not None and model.config.vocab_size < len(tokenizer):
-            raise ValueError(f"{folder}: vocab_size {model.config.vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens")
+            raise ValueError(
+                f"{folder}: vocab_size {model.config.vocab_size} is smaller than the tokenizer's "
+                f"{len(tokenizer)} tokens"
+            )
     else:
-        raise ValueError(f"{folder}/config.json: model_type {model_type!r} is not supported (supported: {SUPPORTED_MODEL_TYPES})")
+        raise ValueError(
+            f"{folder}/config.json: model_type {model_type!r} is not supported (supported: {SUPPORTED_MODEL_TYPES})"
+        )
     return model
 
 
 def build_language_model(cfg, tokenizer):
     """The model's LLM: built from `cfg.llm_arch` when set, else loaded from the `cfg.llm_model` folder."""
-    from lavis.common.utils import resolve_path
-    from lavis.models.qwen.llm import build_llm
-
     if cfg.llm_arch is not None:
         return build_llm(cfg.llm_arch, len(tokenizer), tokenizer.eod_id)
     return load_llm(resolve_path(cfg.llm_model), tokenizer, getattr(cfg, "llm_dtype", "") or None)

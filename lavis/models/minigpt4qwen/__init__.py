@@ -1,4 +1,5 @@
-"""The MiniGPT4Qwen model package: model, prompt building."""
+"""The composed model: `model.py` (ViT -> Q-former -> llm_proj -> LLM, registered as `minigpt4qwen`), the
+files a config needs (`required_files.py`) and the original's whole-model checkpoints (`checkpoint_keys.py`)."""
 
 from lavis.models.minigpt4qwen.model import MiniGPT4Qwen
 

@@ -3,7 +3,9 @@
 `<ImageHere>` in a user turn becomes `num_query_token` `<|extra_0|>` slots whose embeddings
 are replaced by the projected Q-former outputs of that image (images are consumed in the
 order their placeholders appear, sample by sample).  Prompts and labels come from
-`prompt.py`; the loss is computed only at positions that have a label.
+`lavis/processors/chat_format.py`; the loss is computed only at positions that have a label.
+Each part is built (and its original file loaded) by its own sub-package: `vision`, `qformer`,
+`llm`; the original's whole-model checkpoints load through `checkpoint_keys.py`.
 """
 
 import contextlib
@@ -13,16 +15,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lavis.common.dtypes import dtype_named
 from lavis.common.registry import registry
 from lavis.common.utils import resolve_path
-from lavis.models import loaders
 from lavis.models.base_model import BaseModel
-from lavis.models.eva_vit import vit_features
-from lavis.models.minigpt4qwen.prompt import IGNORE_INDEX, IMAGE_TOKEN, ChatMLPromptBuilder
-from lavis.models.minigpt4qwen.weights import check_weight_files
-from lavis.models.qformer import query_features
-
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+from lavis.models.llm.llm_tokenizer import load_llm_tokenizer
+from lavis.models.llm.qwen_weights import build_language_model
+from lavis.models.minigpt4qwen import checkpoint_keys
+from lavis.models.minigpt4qwen.required_files import check_weight_files, missing_weight_files
+from lavis.models.qformer.blip2_qformer import query_features
+from lavis.models.qformer.blip2_weights import build_qformer_for
+from lavis.models.vision.eva_vit import vit_features
+from lavis.models.vision.eva_vit_weights import build_vision_encoder
+from lavis.processors.chat_format import IGNORE_INDEX, IMAGE_TOKEN, ChatMLPromptBuilder
 
 
 @registry.register_model("minigpt4qwen")
@@ -38,14 +43,16 @@ class MiniGPT4Qwen(BaseModel):
         self.num_query_token = cfg.num_query_token
         self.max_txt_len = cfg.max_txt_len
         if cfg.qformer_text_input:
-            raise ValueError("model.qformer_text_input: True is not supported (MiniGPT4Qwen uses no Q-former text input)")
+            raise ValueError(
+                "model.qformer_text_input: True is not supported (MiniGPT4Qwen uses no Q-former text input)"
+            )
 
-        # vit_ckpt / qformer_config / llm_model: the original files (lavis/models/loaders)
-        self.visual_encoder = loaders.build_vision_encoder(cfg)
+        # vit_ckpt / qformer_config / llm_model: the original files (see lavis/models/__init__.py)
+        self.visual_encoder = build_vision_encoder(cfg)
         self.ln_vision = nn.LayerNorm(self.visual_encoder.num_features)  # LAVIS: default eps 1e-5
-        self.Qformer, self.query_tokens = loaders.build_qformer_for(cfg, self.visual_encoder.num_features)
-        self.llm_tokenizer = loaders.load_llm_tokenizer(self._tokenizer_path(cfg), cfg.max_txt_len)
-        self.llm_model = loaders.build_language_model(cfg, self.llm_tokenizer)
+        self.Qformer, self.query_tokens = build_qformer_for(cfg, self.visual_encoder.num_features)
+        self.llm_tokenizer = load_llm_tokenizer(self._tokenizer_path(cfg), cfg.max_txt_len)
+        self.llm_model = build_language_model(cfg, self.llm_tokenizer)
         self.llm_proj = nn.Linear(self.Qformer.config.hidden_size, self.llm_model.config.hidden_size)
         self.prompt = ChatMLPromptBuilder(self.llm_tokenizer, cfg.num_query_token)
         self.replace_image_token_id = self.prompt.image_pad_id
@@ -111,7 +118,7 @@ class MiniGPT4Qwen(BaseModel):
     # -- image side ----------------------------------------------------------
     def maybe_autocast(self, dtype=None):
         device_type = self.device.type
-        dtype = dtype or AUTOCAST_DTYPES[self.cfg.autocast_dtype]
+        dtype = dtype or dtype_named(self.cfg.autocast_dtype)
         if not self.cfg.enable_autocast or (device_type == "cpu" and dtype == torch.float16):
             return contextlib.nullcontext()
         return torch.autocast(device_type=device_type, dtype=dtype)
@@ -127,7 +134,9 @@ class MiniGPT4Qwen(BaseModel):
         vit_frozen = not any(p.requires_grad for p in self.visual_encoder.parameters())
         with torch.no_grad() if vit_frozen else contextlib.nullcontext(), self._vit_context():
             feats = vit_features(self.visual_encoder, images)
-        qformer_frozen = not any(p.requires_grad for p in [*self.Qformer.parameters(), *self.ln_vision.parameters(), self.query_tokens])
+        qformer_frozen = not any(
+            p.requires_grad for p in [*self.Qformer.parameters(), *self.ln_vision.parameters(), self.query_tokens]
+        )
         with torch.no_grad() if vit_frozen and qformer_frozen else contextlib.nullcontext():
             feats = self.ln_vision(feats.float())
             return query_features(self.Qformer, self.query_tokens, feats)
@@ -135,7 +144,11 @@ class MiniGPT4Qwen(BaseModel):
     def image_encoder_state(self):
         """The tensors that decide `encode_queries` (ViT, ln_vision, Q-former, query tokens), by name."""
         state = {"query_tokens": self.query_tokens}
-        for prefix, module in (("visual_encoder", self.visual_encoder), ("ln_vision", self.ln_vision), ("Qformer", self.Qformer)):
+        for prefix, module in (
+            ("visual_encoder", self.visual_encoder),
+            ("ln_vision", self.ln_vision),
+            ("Qformer", self.Qformer),
+        ):
             state.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
         return state
 
@@ -172,7 +185,10 @@ class MiniGPT4Qwen(BaseModel):
         if len(sequences) == 1:  # one prompt (chat): nothing to pad
             return torch.tensor([list(sequences[0])], dtype=torch.long, device=self.device)
         length = max(len(s) for s in sequences)
-        rows = [([value] * (length - len(s)) + list(s)) if left else (list(s) + [value] * (length - len(s))) for s in sequences]
+        rows = [
+            ([value] * (length - len(s)) + list(s)) if left else (list(s) + [value] * (length - len(s)))
+            for s in sequences
+        ]
         return torch.tensor(rows, dtype=torch.long, device=self.device)
 
     # -- training -----------------------------------------------------------------
@@ -239,7 +255,9 @@ class MiniGPT4Qwen(BaseModel):
         kwargs.update(generate_kwargs)
         # input_ids ride along with the embeddings so that `repetition_penalty` also sees the
         # prompt (as in Qwen's own chat); the returned rows then start with them.
-        out = self.llm_model.generate(input_ids=input_ids, inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        out = self.llm_model.generate(
+            input_ids=input_ids, inputs_embeds=embeds, attention_mask=attention_mask, **kwargs
+        )
         out = out[:, input_ids.shape[1] :]
         stops = set(kwargs["eos_token_id"]) | {tok.pad_token_id}
         replies = []
@@ -283,6 +301,10 @@ class MiniGPT4Qwen(BaseModel):
 
     # -- building ---------------------------------------------------------------------
     @classmethod
+    def missing_files(cls, cfg):
+        return missing_weight_files(cfg)
+
+    @classmethod
     def from_config(cls, cfg):
         """Build from `cfg`: ViT, Q-former config and LLM from their files (in `__init__`), then
         the BLIP-2 checkpoint (`pretrained`, if `load_pretrained`), then a MiniGPT4Qwen checkpoint
@@ -290,12 +312,11 @@ class MiniGPT4Qwen(BaseModel):
         check_weight_files(cfg)
         model = cls(cfg)
         if cfg.load_pretrained and cfg.pretrained:
-            loaders.load_blip2_pretrained(model, resolve_path(cfg.pretrained))
+            checkpoint_keys.load_blip2_pretrained(model, resolve_path(cfg.pretrained))
         if cfg.load_finetuned and (cfg.finetuned or cfg.ckpt):
             model.load_checkpoint(resolve_path(cfg.finetuned or cfg.ckpt))
         return model
 
     def convert_checkpoint_keys(self, state):
         """Original MiniGPT4Qwen key names (LAVIS / Qwen-1) -> ours; ours pass through."""
-        return loaders.convert_checkpoint_keys(self, state)
-
+        return checkpoint_keys.convert_checkpoint_keys(self, state)

@@ -1,12 +1,14 @@
 """Which weight files a MiniGPT4Qwen config needs, checked before anything is built.
 
 A config that names files absent from disk stops with one message listing every missing
-file, the config key that names it and where it goes under the cache root.
+file, the config key that names it and where it goes under the cache root
+(:class:`~lavis.common.errors.MissingFilesError`).
 """
 
 import json
 import os
 
+from lavis.common.errors import MissingFilesError
 from lavis.common.utils import resolve_path
 
 LLM_WEIGHT_FILES = (
@@ -15,19 +17,6 @@ LLM_WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
     "pytorch_model.bin",
 )
-
-
-class MissingWeightsError(FileNotFoundError):
-    def __init__(self, missing):
-        self.missing = missing
-        lines = "\n".join(f"  - {key}: {path}  ({what})" for key, path, what in missing)
-        super().__init__(
-            f"{len(missing)} file(s) this config needs are missing:\n{lines}\n"
-            "Put the original files there (see README, 'Training the real model'), or point the config keys elsewhere."
-        )
-
-    def __str__(self):
-        return self.args[0]
 
 
 def missing_weight_files(cfg):
@@ -54,11 +43,23 @@ def missing_weight_files(cfg):
                 has = lambda name: os.path.exists(os.path.join(folder, name))  # noqa: E731
                 # qwen.tiktoken: a Qwen-7B-Chat merged by lavis.tools.merge_lora (saved in Qwen2 format)
                 if not (has("tokenizer.json") or (has("vocab.json") and has("merges.txt")) or has("qwen.tiktoken")):
-                    missing.append(("llm_model", os.path.join(folder, "tokenizer.json"), "Qwen2 tokenizer: tokenizer.json (or vocab.json + merges.txt, or qwen.tiktoken)"))
+                    missing.append(
+                        (
+                            "llm_model",
+                            os.path.join(folder, "tokenizer.json"),
+                            "Qwen2 tokenizer: tokenizer.json (or vocab.json + merges.txt, or qwen.tiktoken)",
+                        )
+                    )
             else:
                 need("llm_model", cfg.llm_model, "Qwen-7B-Chat folder: qwen.tiktoken", "qwen.tiktoken")
         if not any(os.path.exists(os.path.join(folder, name)) for name in LLM_WEIGHT_FILES):
-            missing.append(("llm_model", os.path.join(folder, LLM_WEIGHT_FILES[0]), "Qwen-7B-Chat weights (.safetensors or .bin shards with their index)"))
+            missing.append(
+                (
+                    "llm_model",
+                    os.path.join(folder, LLM_WEIGHT_FILES[0]),
+                    "Qwen-7B-Chat weights (.safetensors or .bin shards with their index)",
+                )
+            )
     if cfg.llm_tokenizer:
         need("llm_tokenizer", cfg.llm_tokenizer, "qwen.tiktoken vocabulary")
     if cfg.load_finetuned and (cfg.finetuned or cfg.ckpt):
@@ -78,4 +79,4 @@ def _model_type(folder):
 def check_weight_files(cfg):
     missing = missing_weight_files(cfg)
     if missing:
-        raise MissingWeightsError(missing)
+        raise MissingFilesError(missing)

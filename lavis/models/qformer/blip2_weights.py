@@ -30,10 +30,12 @@ Every Q-former weight, ``query_tokens`` and ``ln_vision`` must be in the file: a
 stops with the file and keys named (the original would silently keep BERT's or random values).
 As in the original (`Blip2Base.load_state_dict`), a file whose ``query_tokens`` count differs
 from `num_query_token` keeps the model's own (randomly initialised) queries, with a warning.
+Those rules apply to the whole BLIP-2 file, which loads into the composed model
+(`lavis.models.minigpt4qwen.checkpoint_keys.load_blip2_pretrained`); this module holds the
+Q-former's part: its shape from BERT's config and its key names.
 """
 
 import json
-import logging
 import os
 import re
 
@@ -42,12 +44,8 @@ from torch import nn
 from transformers.models.blip_2.modeling_blip_2 import Blip2QFormerModel
 
 from lavis.common.schema import QformerArch
-from lavis.models.loaders.files import WeightFileError, describe_keys, load_state_file, unwrap_model_state
-from lavis.models.loaders.qwen import convert_qwen1_key, qwen1_ignorable
-from lavis.models.loaders.vit import convert_lavis_vit_state
-from lavis.models.qformer import build_qformer, qformer_config
-
-log = logging.getLogger(__name__)
+from lavis.common.utils import resolve_path
+from lavis.models.qformer.blip2_qformer import build_qformer, qformer_config
 
 #: LAVIS's fixed cross-attention frequency for BLIP-2's Q-former.
 CROSS_ATTENTION_FREQ = 2
@@ -71,7 +69,9 @@ def read_bert_config(path):
     if config["hidden_size"] % config["num_attention_heads"]:
         raise ValueError(f"BERT config {file}: hidden_size is not a multiple of num_attention_heads")
     if config.get("position_embedding_type", "absolute") != "absolute":
-        raise ValueError(f"BERT config {file}: position_embedding_type {config['position_embedding_type']!r} is not supported")
+        raise ValueError(
+            f"BERT config {file}: position_embedding_type {config['position_embedding_type']!r} is not supported"
+        )
     return config
 
 
@@ -98,8 +98,6 @@ def build_qformer_for(cfg, vision_width):
     """(Q-former, query_tokens): from `cfg.qformer_arch` when set, else from the BERT config folder."""
     if cfg.qformer_arch is not None:
         return build_qformer(cfg.qformer_arch, vision_width, cfg.num_query_token)
-    from lavis.common.utils import resolve_path
-
     config = qformer_config_from_bert(read_bert_config(resolve_path(cfg.qformer_config)), vision_width)
     qformer = Blip2QFormerModel(config)
     query_tokens = nn.Parameter(torch.zeros(1, cfg.num_query_token, config.hidden_size))
@@ -129,117 +127,7 @@ def convert_qformer_key(key):
     return key
 
 
-def convert_original_state(state, vit_depth=None):
-    """Original MiniGPT4Qwen / LAVIS key names -> ours, for a whole state dict.
-
-    Returns (converted, ignored): `ignored` are keys the original model has no parameter
-    for (text-side Q-former, Qwen's non-persistent buffers...). Keys already in our naming
-    pass through, so our own checkpoints convert to themselves.
-    """
-    out, ignored = {}, []
-    vit = {}
-    for key, value in state.items():
-        if key.startswith("visual_encoder."):
-            rest = key[len("visual_encoder.") :]
-            if rest.startswith(("embeddings.", "encoder.")):  # already ours
-                out[key] = value
-            else:
-                vit[rest] = value
-        elif key.startswith("Qformer."):
-            new = convert_qformer_key(key)
-            if new is None:
-                ignored.append(key)
-            else:
-                out[new] = value
-        elif key.startswith("llm_model.transformer."):
-            inner = key[len("llm_model.") :]
-            if qwen1_ignorable(inner):
-                ignored.append(key)
-                continue
-            converted = convert_qwen1_key(inner, value)
-            if converted is None:
-                out[key] = value  # unknown: reported by the caller as not fitting the model
-            else:
-                for new, tensor in converted:
-                    out["llm_model." + new] = tensor
-        else:
-            out[key] = value
-    if vit:
-        converted, vit_ignored, missing = convert_lavis_vit_state(vit, vit_depth, require_all=False)
-        if missing:
-            raise WeightFileError(f"visual_encoder: q_bias and v_bias come in pairs; missing {describe_keys(missing)}")
-        out.update({"visual_encoder." + k: v for k, v in converted.items()})
-        ignored += ["visual_encoder." + k for k in vit_ignored]
-    return out, ignored
-
-
-def drop_mismatched_query_tokens(model, state, source):
-    """The original's rule: `query_tokens` of another count are not loaded (the model keeps its own)."""
-    tokens = state.get("query_tokens")
-    if isinstance(tokens, torch.Tensor) and tokens.dim() == 3 and tokens.shape[1] != model.query_tokens.shape[1]:
-        log.warning(
-            "%s has %d query tokens but model.num_query_token is %d: its query_tokens are not loaded "
-            "(the model keeps its own), as the original MiniGPT4Qwen does",
-            source,
-            tokens.shape[1],
-            model.query_tokens.shape[1],
-        )
-        state = {k: v for k, v in state.items() if k != "query_tokens"}
-    return state
-
-
-def load_blip2_pretrained(model, path):
-    """Load the BLIP-2 checkpoint at `path` (`{"model": {...}}`) into `model` (a MiniGPT4Qwen).
-
-    Loads the Q-former, `query_tokens` and `ln_vision` (all required), plus any other key of
-    the model that the file holds (as the original's non-strict load does). Returns the
-    loaded keys (our names).
-    """
-    state = unwrap_model_state(load_state_file(path), path)
-    converted, ignored = convert_original_state(state, _vit_depth(model))
-    converted = drop_mismatched_query_tokens(model, converted, path)
-    own = model.state_dict()
-    required = [k for k in own if k.startswith(("Qformer.", "ln_vision.")) or k == "query_tokens"]
-    if "query_tokens" not in converted and "query_tokens" in state:
-        required.remove("query_tokens")  # dropped above, with a warning
-    missing = [k for k in required if k not in converted]
-    if missing:
-        raise WeightFileError(
-            f"{path} lacks {len(missing)} Q-former key(s) this model needs: {describe_keys(_original_names(missing))} "
-            "(is it a BLIP-2 checkpoint? does model.qformer_config match it?)"
-        )
-    unknown = [k for k in converted if k not in own]
-    ignored += unknown
-    if ignored:
-        log.info(
-            "%s: %d keys not used by MiniGPT4Qwen, ignored as the original ignores them: %s",
-            path,
-            len(ignored),
-            describe_keys(ignored, 40),
-        )
-    mismatched = [
-        f"{_original_names([k])[0]}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in converted.items()
-        if k in own and tuple(v.shape) != tuple(own[k].shape)
-    ]
-    if mismatched:
-        raise WeightFileError(
-            f"{path} does not fit this model (model.qformer_config, num_query_token, ViT width): "
-            f"shape mismatches {describe_keys(mismatched, 12)}"
-        )
-    loaded = [k for k in converted if k in own]
-    with torch.no_grad():
-        for key in loaded:
-            own[key].copy_(converted[key].to(own[key].dtype))
-    log.info("loaded %d tensors from %s", len(loaded), path)
-    return sorted(loaded)
-
-
-def _vit_depth(model):
-    return len(model.visual_encoder.encoder.layers)
-
-
-def _original_names(keys):
+def lavis_qformer_names(keys):
     """Our Q-former names -> the LAVIS names a user finds in the file (for messages)."""
     names = []
     for key in keys:

@@ -35,7 +35,7 @@ def vit_config(arch, image_size):
     )
 
 
-def _keep_k_bias_zero(vit):
+def keep_k_bias_zero(vit):
     """EVA has no k bias; transformers stores one zero-filled qkv bias. Mask its k part's gradient
     so that a trained ViT keeps it at exactly zero (AdamW then leaves it untouched as well).
 
@@ -68,7 +68,7 @@ def build_eva_vit(arch, image_size, drop_path_rate=0.0, use_grad_checkpoint=Fals
         )
     vit = Blip2VisionModel(vit_config(arch, image_size))
     vit.post_layernorm = nn.Identity()
-    _keep_k_bias_zero(vit)
+    keep_k_bias_zero(vit)
     if use_grad_checkpoint:
         vit.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     vit.num_features = vit.config.hidden_size

@@ -29,9 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.initialization import no_init_weights
 
-from lavis.common.schema import VitArch
-from lavis.models.eva_vit import _keep_k_bias_zero, build_eva_vit
-from lavis.models.loaders.files import WeightFileError, describe_keys, load_state_file, unwrap_model_state
+from lavis.common.schema import VIT_MODELS, VitArch
+from lavis.common.utils import resolve_path
+from lavis.models.vision.eva_vit import build_eva_vit, keep_k_bias_zero
+from lavis.models.weight_files import WeightFileError, describe_keys, load_state_file, unwrap_model_state
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,8 @@ def load_eva_vit(path, arch=None, image_size=224, precision="fp16", drop_path_ra
     ]
     if mismatched:
         raise WeightFileError(
-            f"{path} does not fit model.vit_arch {arch} / image_size {image_size}: shape mismatches {describe_keys(mismatched, 20)}"
+            f"{path} does not fit model.vit_arch {arch} / image_size {image_size}: shape mismatches "
+            f"{describe_keys(mismatched, 20)}"
         )
     for key, value in converted.items():
         assign_tensor(vit, key, value.to(_target_dtype(vit, key, precision)))
@@ -201,18 +203,24 @@ def load_eva_vit(path, arch=None, image_size=224, precision="fp16", drop_path_ra
     left = [n for n, p in [*vit.named_parameters(), *vit.named_buffers()] if p.is_meta]
     if left:
         raise WeightFileError(f"{path}: nothing loaded for {describe_keys(left)}")
-    _keep_k_bias_zero(vit)  # the gradient mask belongs to the new qkv bias parameters
+    keep_k_bias_zero(vit)  # the gradient mask belongs to the new qkv bias parameters
     return vit
 
 
 def build_vision_encoder(cfg):
     """The model's ViT: from `cfg.vit_ckpt` (LAVIS format) when set, else randomly initialised."""
-    from lavis.common.utils import resolve_path
-
-    arch = cfg.vit_arch or VitArch()
+    if cfg.vit_arch is None and cfg.vit_model not in VIT_MODELS:
+        valid = sorted(VIT_MODELS)
+        raise ValueError(f"model.vit_model {cfg.vit_model!r} is not one of {valid} (or give model.vit_arch)")
+    arch = cfg.vit_arch or VIT_MODELS[cfg.vit_model]
     if cfg.vit_ckpt:
         return load_eva_vit(
-            resolve_path(cfg.vit_ckpt), arch, cfg.image_size, cfg.vit_precision, cfg.drop_path_rate, cfg.use_grad_checkpoint
+            resolve_path(cfg.vit_ckpt),
+            arch,
+            cfg.image_size,
+            cfg.vit_precision,
+            cfg.drop_path_rate,
+            cfg.use_grad_checkpoint,
         )
     vit = build_eva_vit(arch, cfg.image_size, cfg.drop_path_rate, cfg.use_grad_checkpoint)
     return apply_vit_precision(vit, cfg.vit_precision)

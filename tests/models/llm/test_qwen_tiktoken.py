@@ -1,4 +1,4 @@
-"""Tests for lavis.models.qwen.tokenizer (QwenTokenizer) and lavis.models.qwen.bpe_train.
+"""Tests for lavis.models.llm.qwen_tiktoken (QwenTokenizer) and lavis.models.llm.bpe_train.
 
 Two vocabularies are used:
 * a small one trained here with ``train_bpe`` (always available);
@@ -21,8 +21,8 @@ import regex
 import tiktoken
 import torch
 
-from lavis.models.qwen.bpe_train import train_bpe, write_tiktoken_file
-from lavis.models.qwen.tokenizer import PAT_STR, SPECIAL_TOKENS, QwenTokenizer
+from lavis.models.llm.bpe_train import train_bpe, write_tiktoken_file
+from lavis.models.llm.qwen_tiktoken import PAT_STR, SPECIAL_TOKENS, QwenTokenizer
 
 CORPUS = [
     "A red cat sits on the mat. The cat is red.",
@@ -132,7 +132,7 @@ def test_encode_parses_typed_specials_by_default(small):
     ids = small.encode("<|im_start|>user\nhi<|im_end|>\n")
     assert ids[0] == small.im_start_id
     assert ids.count(small.im_end_id) == 1
-    assert ids[1:ids.index(small.im_end_id)] == small.encode_text("user\nhi")
+    assert ids[1 : ids.index(small.im_end_id)] == small.encode_text("user\nhi")
     assert small("<|im_end|>").input_ids == [small.im_end_id]
     assert small("<|im_end|>", allowed_special=set()).input_ids == small.encode_text("<|im_end|>")
     # fine-grained control as in Qwen: only <|endoftext|> allowed
@@ -222,7 +222,10 @@ def test_convert_tokens_to_ids(small):
     assert small.convert_tokens_to_ids("<|im_end|>") == small.im_end_id
     assert small.convert_tokens_to_ids(["<|im_start|>", "<|endoftext|>"]) == [small.im_start_id, small.eod_id]
     assert small.convert_tokens_to_ids(b"a") == small.encode("a")[0]
-    assert small.convert_tokens_to_ids([b"a", "<|extra_3|>"]) == [small.encode("a")[0], small.special_token_ids["<|extra_3|>"]]
+    assert small.convert_tokens_to_ids([b"a", "<|extra_3|>"]) == [
+        small.encode("a")[0],
+        small.special_token_ids["<|extra_3|>"],
+    ]
     for tok_id in small.encode(" the cat"):
         token = small.convert_ids_to_tokens(tok_id)
         assert isinstance(token, bytes) and small.convert_tokens_to_ids(token) == tok_id
@@ -300,7 +303,9 @@ def test_train_bpe_hand_computed_merges():
     # pieces: "abab", " abab", " ab" -> (a,b) x5 first; then ( ,ab) and (ab,ab)
     # tie at 2 -> lower ids win: (32, 256) before (256, 256)
     assert train_bpe(["abab abab ab"], 5) == {
-        **{bytes([i]): i for i in range(256)}, b"ab": 256, b" ab": 257,
+        **{bytes([i]): i for i in range(256)},
+        b"ab": 256,
+        b" ab": 257,
     }
     ranks = train_bpe(["abab abab ab"], 5, min_frequency=1)
     assert [t for t, r in sorted(ranks.items(), key=lambda kv: kv[1])][256:] == [b"ab", b" ab", b"abab", b" abab"]
@@ -362,13 +367,16 @@ def test_write_tiktoken_file_format(tmp_path):
 
 def _bilingual_corpus(n, seed=0):
     rng = random.Random(seed)
-    en = ("the a cat dog sits on mat red blue image shows picture of man woman running "
-          "playing with ball in park near river small big white black two three").split()
+    en = (
+        "the a cat dog sits on mat red blue image shows picture of man woman running "
+        "playing with ball in park near river small big white black two three"
+    ).split()
     zh = list("一只猫坐在垫子上红色蓝色的图片显示了男人女人正在公园里河边玩球跑步这是两三大小白黑")
     texts = []
     for _ in range(n):
-        words = [rng.choice(en) if rng.random() < 0.5 else "".join(rng.choices(zh, k=rng.randint(1, 3)))
-                 for _ in range(20)]
+        words = [
+            rng.choice(en) if rng.random() < 0.5 else "".join(rng.choices(zh, k=rng.randint(1, 3))) for _ in range(20)
+        ]
         texts.append(" ".join(words) + rng.choice([".", "。", "!", "？"]))
     return texts
 
@@ -432,35 +440,204 @@ def test_real_sizes_and_special_ids(real):
 GOLDEN = [
     # QwenLM/Qwen tokenization_note.md (commit 7a56c44b), "Injection attack prevention":
     ('print("<|endoftext|>")', {"allowed_special": set()}, [1350, 9639, 91, 8691, 723, 427, 91, 82598]),
-    ('print("<|extra_0|>")<|endoftext|>', {"allowed_special": {"<|endoftext|>"}},
-     [1350, 9639, 91, 15460, 62, 15, 91, 82598, 151643]),
+    (
+        'print("<|extra_0|>")<|endoftext|>',
+        {"allowed_special": {"<|endoftext|>"}},
+        [1350, 9639, 91, 15460, 62, 15, 91, 82598, 151643],
+    ),
     ('print("<|endoftext|>")', {}, [1350, 445, 151643, 899]),
     # huggingface/transformers tests/models/qwen2_vl/test_modeling_qwen2_vl.py (commit 567c20d2),
     # Qwen2VLIntegrationTest.test_small_model_integration_test, first 14 expected_input_ids:
-    ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n", {},
-     [151644, 8948, 198, 2610, 525, 264, 10950, 17847, 13, 151645, 198, 151644, 872, 198]),
+    (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n",
+        {},
+        [151644, 8948, 198, 2610, 525, 264, 10950, 17847, 13, 151645, 198, 151644, 872, 198],
+    ),
     # Homqyy/study-llm "7天入门LLM学习/day-4/py-tokenizer.py" (commit 78e46273), Qwen-1_8B-Chat output:
     ("杭州是个好地方", {}, [104130, 104104, 52801, 100371]),
     # huggingface/transformers tests/models/qwen2/test_tokenization_qwen2.py (commit 04bee35c),
     # test_tokenizer_integration with Qwen/Qwen-tokenizer (trailing <|endoftext|> padding removed):
-    ("Transformers (formerly known as pytorch-transformers and pytorch-pretrained-bert) provides "
-     "general-purpose architectures (BERT, GPT-2, RoBERTa, XLM, DistilBert, XLNet...) for Natural "
-     "Language Understanding (NLU) and Natural Language Generation (NLG) with over 32+ pretrained "
-     "models in 100+ languages and deep interoperability between Jax, PyTorch and TensorFlow.", {},
-     [8963, 388, 320, 69514, 3881, 438, 4510, 27414, 32852, 388, 323, 4510, 27414, 21334, 35722, 1455,
-      529, 8, 5707, 4586, 58238, 77235, 320, 61437, 11, 479, 2828, 12, 17, 11, 11830, 61437, 64, 11, 1599,
-      10994, 11, 27604, 321, 33, 529, 11, 29881, 6954, 32574, 369, 18448, 11434, 45451, 320, 45, 23236, 8,
-      323, 18448, 11434, 23470, 320, 30042, 38, 8, 448, 916, 220, 18, 17, 10, 80669, 4119, 304, 220, 16, 15,
-      15, 10, 15459, 323, 5538, 94130, 2897, 1948, 619, 706, 11, 5355, 51, 21584, 323, 94986, 13]),
-    ("🤗 Transformers 提供了可以轻松地下载并且训练先进的预训练模型的 API 和工具。使用预训练模型可以减少计算消耗和碳排放，"
-     "并且节省从头训练所需要的时间和资源。", {},
-     [144834, 80532, 93685, 83744, 34187, 73670, 104261, 29490, 62189, 103937, 104034, 102830, 98841,
-      104034, 104949, 9370, 5333, 58143, 102011, 1773, 37029, 98841, 104034, 104949, 73670, 101940,
-      100768, 104997, 33108, 100912, 105054, 90395, 100136, 106831, 45181, 64355, 104034, 113521,
-      101975, 33108, 85329, 1773]),
-    ('```python\ntokenizer = AutoTokenizer.from_pretrained("Qwen/Qwen-tokenizer")\ntokenizer("世界，你好！")```', {},
-     [73594, 12669, 198, 85593, 284, 8979, 37434, 6387, 10442, 35722, 445, 48, 16948, 45274, 16948, 34841,
-      3135, 1138, 85593, 445, 99489, 3837, 108386, 6313, 899, 73594]),
+    (
+        "Transformers (formerly known as pytorch-transformers and pytorch-pretrained-bert) provides "
+        "general-purpose architectures (BERT, GPT-2, RoBERTa, XLM, DistilBert, XLNet...) for Natural "
+        "Language Understanding (NLU) and Natural Language Generation (NLG) with over 32+ pretrained "
+        "models in 100+ languages and deep interoperability between Jax, PyTorch and TensorFlow.",
+        {},
+        [
+            8963,
+            388,
+            320,
+            69514,
+            3881,
+            438,
+            4510,
+            27414,
+            32852,
+            388,
+            323,
+            4510,
+            27414,
+            21334,
+            35722,
+            1455,
+            529,
+            8,
+            5707,
+            4586,
+            58238,
+            77235,
+            320,
+            61437,
+            11,
+            479,
+            2828,
+            12,
+            17,
+            11,
+            11830,
+            61437,
+            64,
+            11,
+            1599,
+            10994,
+            11,
+            27604,
+            321,
+            33,
+            529,
+            11,
+            29881,
+            6954,
+            32574,
+            369,
+            18448,
+            11434,
+            45451,
+            320,
+            45,
+            23236,
+            8,
+            323,
+            18448,
+            11434,
+            23470,
+            320,
+            30042,
+            38,
+            8,
+            448,
+            916,
+            220,
+            18,
+            17,
+            10,
+            80669,
+            4119,
+            304,
+            220,
+            16,
+            15,
+            15,
+            10,
+            15459,
+            323,
+            5538,
+            94130,
+            2897,
+            1948,
+            619,
+            706,
+            11,
+            5355,
+            51,
+            21584,
+            323,
+            94986,
+            13,
+        ],
+    ),
+    (
+        "🤗 Transformers 提供了可以轻松地下载并且训练先进的预训练模型的 API "
+        "和工具。使用预训练模型可以减少计算消耗和碳排放，"
+        "并且节省从头训练所需要的时间和资源。",
+        {},
+        [
+            144834,
+            80532,
+            93685,
+            83744,
+            34187,
+            73670,
+            104261,
+            29490,
+            62189,
+            103937,
+            104034,
+            102830,
+            98841,
+            104034,
+            104949,
+            9370,
+            5333,
+            58143,
+            102011,
+            1773,
+            37029,
+            98841,
+            104034,
+            104949,
+            73670,
+            101940,
+            100768,
+            104997,
+            33108,
+            100912,
+            105054,
+            90395,
+            100136,
+            106831,
+            45181,
+            64355,
+            104034,
+            113521,
+            101975,
+            33108,
+            85329,
+            1773,
+        ],
+    ),
+    (
+        '```python\ntokenizer = AutoTokenizer.from_pretrained("Qwen/Qwen-tokenizer")\ntokenizer("世界，你好！")```',
+        {},
+        [
+            73594,
+            12669,
+            198,
+            85593,
+            284,
+            8979,
+            37434,
+            6387,
+            10442,
+            35722,
+            445,
+            48,
+            16948,
+            45274,
+            16948,
+            34841,
+            3135,
+            1138,
+            85593,
+            445,
+            99489,
+            3837,
+            108386,
+            6313,
+            899,
+            73594,
+        ],
+    ),
 ]
 
 
@@ -479,8 +656,9 @@ def test_real_golden_encode_text_and_decode(real):
     assert real.decode([51461, 117]) == " 根"
     assert real.convert_ids_to_tokens([51461, 117]) == [b" \xe6\xa0", b"\xb9"]
     with pytest.raises(ValueError):
-        real.encode('print("<|extra_0|>")<|endoftext|>', allowed_special={"<|endoftext|>"},
-                    disallowed_special=("<|extra_0|>",))
+        real.encode(
+            'print("<|extra_0|>")<|endoftext|>', allowed_special={"<|endoftext|>"}, disallowed_special=("<|extra_0|>",)
+        )
 
 
 def _ref_bpe(ranks, piece):
@@ -498,7 +676,7 @@ def _ref_bpe(ranks, piece):
         if best is None:
             break
         i = best[1]
-        parts[i:i + 2] = [parts[i] + parts[i + 1]]
+        parts[i : i + 2] = [parts[i] + parts[i + 1]]
     return [ranks[p] for p in parts]
 
 
@@ -519,7 +697,10 @@ def _ref_encode(ranks, specials, text, allow_specials):
 
 
 REFERENCE_TEXTS = SAMPLES + [
-    "Hello", "你好", "Hello, world!", "  multiple   spaces\n\n\n\tand tabs\t\t\t",
+    "Hello",
+    "你好",
+    "Hello, world!",
+    "  multiple   spaces\n\n\n\tand tabs\t\t\t",
     "1234567890 12.5% -42 +3e10 ٣٤٥ ①②",
     "for (int i = 0; i < n; ++i) { sum += a[i]; }\n\treturn sum;\n",
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n看图说话<|im_end|>\n",

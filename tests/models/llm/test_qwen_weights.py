@@ -5,18 +5,24 @@ import logging
 import os
 
 import pytest
-
-from lavis.common.checkpoint import CheckpointError
 import torch
 from safetensors.torch import save_file
 
-import reference_impl as ref
-from reference_files import TINY_VOCAB, qwen1_config, qwen1_state, write_qwen1_folder, write_qwen2_folder, write_qwen2_tokenizer
-from lavis.models.loaders import qwen as qwen_loader
-from lavis.models.loaders.files import WeightFileError
-from lavis.models.loaders.qwen import SequenceTooLongError, load_llm
-from lavis.models.loaders.tokenizer import HFQwenTokenizer, load_llm_tokenizer
-from lavis.models.qwen.tokenizer import QwenTokenizer
+from lavis.common.checkpoint import CheckpointError
+from lavis.models.llm import qwen_weights as qwen_loader
+from lavis.models.llm.llm_tokenizer import HFQwenTokenizer, load_llm_tokenizer
+from lavis.models.llm.qwen_tiktoken import QwenTokenizer
+from lavis.models.llm.qwen_weights import SequenceTooLongError, load_llm
+from lavis.models.weight_files import WeightFileError
+from tests.models import reference_impl as ref
+from tests.models.reference_files import (
+    TINY_VOCAB,
+    qwen1_config,
+    qwen1_state,
+    write_qwen1_folder,
+    write_qwen2_folder,
+    write_qwen2_tokenizer,
+)
 
 IDS = [3, 17, 250, 101, 9, 640, 12, 33, 77, 5, 861, 2]
 
@@ -64,7 +70,9 @@ def test_reference_is_sensitive_to_the_mlp_order(qwen_folder):
     for i in range(config["num_hidden_layers"]):
         p = f"transformer.h.{i}.mlp."
         swapped[p + "w1.weight"], swapped[p + "w2.weight"] = state[p + "w2.weight"], state[p + "w1.weight"]
-    assert not torch.allclose(ref.qwen1_logits(state, config, ids=IDS), ref.qwen1_logits(swapped, config, ids=IDS), atol=1e-3)
+    assert not torch.allclose(
+        ref.qwen1_logits(state, config, ids=IDS), ref.qwen1_logits(swapped, config, ids=IDS), atol=1e-3
+    )
 
 
 @pytest.mark.parametrize("fmt,shards", [("bin", 2), ("bin", 1), ("safetensors", 1)])
@@ -81,7 +89,9 @@ def test_meta_build_without_weight_init(qwen_folder, monkeypatch):
 
     calls = []
     original = Qwen2PreTrainedModel._init_weights
-    monkeypatch.setattr(Qwen2PreTrainedModel, "_init_weights", lambda self, module: (calls.append(module), original(self, module)))
+    monkeypatch.setattr(
+        Qwen2PreTrainedModel, "_init_weights", lambda self, module: (calls.append(module), original(self, module))
+    )
     devices = []
     real_build = qwen_loader.build_meta_qwen2
 
@@ -97,7 +107,9 @@ def test_meta_build_without_weight_init(qwen_folder, monkeypatch):
     assert devices == ["meta"], "the model was not built on the meta device"
     assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
     # positive control: building the model normally does initialise
-    Qwen2ForCausalLM(Qwen2Config(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=32))
+    Qwen2ForCausalLM(
+        Qwen2Config(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=32)
+    )
     assert calls
 
 
@@ -227,7 +239,7 @@ def test_unexpected_and_buffer_keys(tmp_path, caplog):
     state["transformer.h.0.attn.bias"] = torch.ones(4, 4)
     state["transformer.something_else"] = torch.ones(3)
     folder = write_qwen1_folder(str(tmp_path / "q"), config, state, shards=2)
-    with caplog.at_level(logging.INFO, logger="lavis.models.loaders"):
+    with caplog.at_level(logging.INFO, logger="lavis.models"):
         load_llm(folder)
     assert "transformer.something_else" in caplog.text and "transformer.rotary_emb.inv_freq" in caplog.text
 
@@ -240,7 +252,11 @@ def test_tokenizer_larger_than_vocab(tmp_path):
 
 
 def test_unsupported_configs(tmp_path):
-    for over, message in [({"rotary_pct": 0.5}, "rotary_pct"), ({"no_bias": False}, "no_bias"), ({"kv_channels": 8}, "kv_channels")]:
+    for over, message in [
+        ({"rotary_pct": 0.5}, "rotary_pct"),
+        ({"no_bias": False}, "no_bias"),
+        ({"kv_channels": 8}, "kv_channels"),
+    ]:
         config = qwen1_config(**over)
         folder = write_qwen1_folder(str(tmp_path / str(len(message))), config, qwen1_state(qwen1_config()), shards=1)
         with pytest.raises(ValueError, match=message):

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from lavis.common.checkpoint import CheckpointError, save_file
 from lavis.models import load_model
-from lavis.models.minigpt4qwen.prompt import IGNORE_INDEX
+from lavis.processors.chat_format import IGNORE_INDEX
 
 Q_IMG = "<Img><ImageHere></Img> What colour is the shape?"
 
@@ -38,7 +38,11 @@ def test_image_embeddings_replace_the_slots_in_order(tiny_model):
 
 def test_loss_equals_full_vocabulary_cross_entropy(tiny_model):
     model = tiny_model.eval()
-    convs = [conv(), conv("<ImageHere> 图中是什么形状？", "三角形") + [{"from": "user", "value": "again?"}, {"from": "assistant", "value": "yes"}]]
+    convs = [
+        conv(),
+        conv("<ImageHere> 图中是什么形状？", "三角形")
+        + [{"from": "user", "value": "again?"}, {"from": "assistant", "value": "yes"}],
+    ]
     imgs = images(2)
     out = model({"image": imgs, "conversations": convs})
     # reference: every position's logits over the whole vocabulary, as transformers computes it
@@ -49,7 +53,9 @@ def test_loss_equals_full_vocabulary_cross_entropy(tiny_model):
     mask = torch.tensor([[1] * len(e.input_ids) + [0] * (length - len(e.input_ids)) for e in enc])
     embeds = model.embed_with_images(ids, model.encode_image(imgs))
     logits = model.llm_model(inputs_embeds=embeds, attention_mask=mask).logits
-    ref = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX)
+    ref = F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
+    )
     assert out["loss"].item() == pytest.approx(ref.item(), abs=1e-5)
     assert out["num_tokens"] == int((labels[:, 1:] != IGNORE_INDEX).sum())
     assert out["num_padded_tokens"] == 2 * length > sum(len(e.input_ids) for e in enc)  # the shorter one is padded
@@ -112,7 +118,9 @@ def test_freeze_flags_as_in_the_original():
 
 
 def test_frozen_vit_keeps_no_activations():
-    model = load_model("minigpt4qwen", "tiny", cfg_options={"freeze_vit": True, "freeze_qformer": True, "freeze_queries": True})
+    model = load_model(
+        "minigpt4qwen", "tiny", cfg_options={"freeze_vit": True, "freeze_qformer": True, "freeze_queries": True}
+    )
     out = model.encode_image(images(2))
     assert out.requires_grad  # llm_proj trains
     seen = {}
@@ -156,7 +164,9 @@ def test_checkpoint_that_does_not_fit_is_refused(tiny_model, tmp_path):
     save_file({"model": bad}, tmp_path / "bad.pth")
     with pytest.raises(CheckpointError) as err:
         tiny_model.load_checkpoint(str(tmp_path / "bad.pth"))
-    assert "bad.pth" in str(err.value) and "not_a_module.weight" in str(err.value) and "llm_proj.weight" in str(err.value)
+    assert (
+        "bad.pth" in str(err.value) and "not_a_module.weight" in str(err.value) and "llm_proj.weight" in str(err.value)
+    )
 
 
 def test_generation_never_emits_padding_rows(tiny_model):
@@ -181,8 +191,18 @@ def test_generate_batches_with_left_padding(tiny_model):
 
 def test_lora_trains_only_adapters_and_projection(tmp_path):
     torch.manual_seed(0)
-    model = load_model("minigpt4qwen", "tiny", cfg_options={
-        "get_lora": True, "lora_r": 4, "freeze_llm": True, "freeze_vit": True, "freeze_qformer": True, "freeze_queries": True})
+    model = load_model(
+        "minigpt4qwen",
+        "tiny",
+        cfg_options={
+            "get_lora": True,
+            "lora_r": 4,
+            "freeze_llm": True,
+            "freeze_vit": True,
+            "freeze_qformer": True,
+            "freeze_queries": True,
+        },
+    )
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n or n.startswith("llm_proj") for n in trainable)
     assert any(".q_proj.lora_A" in n for n in trainable) and any(".v_proj.lora_B" in n for n in trainable)
@@ -196,8 +216,19 @@ def test_lora_trains_only_adapters_and_projection(tmp_path):
     assert model(sample)["loss"].item() != before
     save_file({"model": model.trainable_state_dict()}, tmp_path / "lora.pth")
     torch.manual_seed(1)
-    again = load_model("minigpt4qwen", "tiny", checkpoint=str(tmp_path / "lora.pth"), cfg_options={
-        "get_lora": True, "lora_r": 4, "freeze_llm": True, "freeze_vit": True, "freeze_qformer": True, "freeze_queries": True})
+    again = load_model(
+        "minigpt4qwen",
+        "tiny",
+        checkpoint=str(tmp_path / "lora.pth"),
+        cfg_options={
+            "get_lora": True,
+            "lora_r": 4,
+            "freeze_llm": True,
+            "freeze_vit": True,
+            "freeze_qformer": True,
+            "freeze_queries": True,
+        },
+    )
     assert torch.equal(again.llm_proj.weight, model.llm_proj.weight)
     for name, p in model.named_parameters():
         if "lora_" in name:
@@ -215,6 +246,7 @@ def test_llm_gradient_checkpointing_gives_the_same_loss_and_gradients():
         loss = model({"image": images(1), "conversations": [conv()]})["loss"]
         loss.backward()
         return model, loss
+
     plain, plain_loss = run(False)
     ckpt, ckpt_loss = run(True)
     assert ckpt.llm_model.is_activation_checkpointing and not plain.llm_model.is_activation_checkpointing

@@ -6,18 +6,31 @@ import os
 import pytest
 import torch
 
-import reference_impl as ref
-from reference_files import BERT, VIT, cfg_options, write_original_files, write_qwen1_folder, qwen1_config, qwen1_state, write_qwen2_folder
 from lavis.common.checkpoint import CheckpointError
 from lavis.models import load_model_and_preprocess
-from lavis.models.loaders import SequenceTooLongError, WeightFileError
-from lavis.models.loaders.tokenizer import HFQwenTokenizer
-from lavis.models.minigpt4qwen.prompt import IGNORE_INDEX
+from lavis.models.llm.llm_tokenizer import HFQwenTokenizer
+from lavis.models.llm.qwen_weights import SequenceTooLongError
+from lavis.models.weight_files import WeightFileError
+from lavis.processors.chat_format import IGNORE_INDEX
+from tests.models import reference_impl as ref
+from tests.models.reference_files import (
+    BERT,
+    VIT,
+    cfg_options,
+    qwen1_config,
+    qwen1_state,
+    write_original_files,
+    write_qwen1_folder,
+    write_qwen2_folder,
+)
 
 SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
 PROMPT = SYSTEM + "<|im_start|>user\n<Img><ImageHere></Img> Describe this image.<|im_end|>\n<|im_start|>assistant\n"
 CONVERSATIONS = [
-    [{"from": "human", "value": "<Img><ImageHere></Img> What is in the picture?"}, {"from": "gpt", "value": "A red square on a blue mat."}],
+    [
+        {"from": "human", "value": "<Img><ImageHere></Img> What is in the picture?"},
+        {"from": "gpt", "value": "A red square on a blue mat."},
+    ],
     [
         {"from": "human", "value": "Hello, who are you?"},
         {"from": "gpt", "value": "An assistant."},
@@ -36,8 +49,21 @@ def files(tmp_path_factory):
     proj_w = torch.randn(files["qwen_config"]["hidden_size"], BERT["hidden"], generator=gen) * 0.2
     proj_b = torch.randn(files["qwen_config"]["hidden_size"], generator=gen) * 0.1
     checkpoint = {
-        "model": {"llm_proj.weight": proj_w, "llm_proj.bias": proj_b, "Qformer.bert.embeddings.position_ids": torch.arange(512).unsqueeze(0)},
-        "optimizer": {"state": {0: {"step": torch.tensor(10.0), "exp_avg": torch.zeros_like(proj_w), "exp_avg_sq": torch.zeros_like(proj_w)}}, "param_groups": [{"lr": 1e-4, "weight_decay": 0.05, "params": [0, 1]}]},
+        "model": {
+            "llm_proj.weight": proj_w,
+            "llm_proj.bias": proj_b,
+            "Qformer.bert.embeddings.position_ids": torch.arange(512).unsqueeze(0),
+        },
+        "optimizer": {
+            "state": {
+                0: {
+                    "step": torch.tensor(10.0),
+                    "exp_avg": torch.zeros_like(proj_w),
+                    "exp_avg_sq": torch.zeros_like(proj_w),
+                }
+            },
+            "param_groups": [{"lr": 1e-4, "weight_decay": 0.05, "params": [0, 1]}],
+        },
         "config": {"model": {"arch": "minigpt4qwen", "model_type": "qwen7b_chat"}, "run": {"init_lr": 1e-4}},
         "scaler": None,
         "epoch": 9,
@@ -84,7 +110,9 @@ def test_everything_is_loaded_from_the_files(files, loaded):
     assert torch.equal(model.Qformer.layernorm.bias, files["blip2"]["Qformer.bert.embeddings.LayerNorm.bias"])
     assert torch.equal(model.query_tokens, files["blip2"]["query_tokens"])
     assert torch.equal(model.llm_model.lm_head.weight, files["qwen"]["lm_head.weight"])
-    assert torch.equal(model.visual_encoder.embeddings.patch_embedding.weight, files["eva"]["patch_embed.proj.weight"].float())
+    assert torch.equal(
+        model.visual_encoder.embeddings.patch_embedding.weight, files["eva"]["patch_embed.proj.weight"].float()
+    )
     assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
     # the released recipe's freezing: only llm_proj trains
     assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"llm_proj"}
@@ -121,15 +149,19 @@ def test_greedy_generation_matches_reference(files, loaded):
     for i, piece in enumerate(PROMPT.split("<ImageHere>")):
         ids += [model.replace_image_token_id] * model.num_query_token if i else []
         ids += tok.encode(piece)
-    embeds = _ref_embeds(files, ids, _ref_image_embeds(files, image, files["proj_w"], files["proj_b"]), model.replace_image_token_id)
-    new_ids, margin = ref.greedy(files["qwen"], files["qwen_config"], embeds, 5, {tok.im_end_id, tok.im_start_id, tok.eod_id})
+    embeds = _ref_embeds(
+        files, ids, _ref_image_embeds(files, image, files["proj_w"], files["proj_b"]), model.replace_image_token_id
+    )
+    new_ids, margin = ref.greedy(
+        files["qwen"], files["qwen_config"], embeds, 5, {tok.im_end_id, tok.im_start_id, tok.eod_id}
+    )
     assert margin > 1e-3, "the reference's argmax is too close to call"
     assert len(new_ids) >= 3
     assert replies == [tok.decode(new_ids, skip_special_tokens=True).strip()]
 
 
 def test_finetuned_checkpoint_buffers_listed_at_info(files, caplog):
-    with caplog.at_level(logging.INFO, logger="lavis.models.loaders"):
+    with caplog.at_level(logging.INFO, logger="lavis.models"):
         _load(files)
     assert "Qformer.bert.embeddings.position_ids" in caplog.text
 
@@ -152,7 +184,10 @@ def test_unfrozen_llm_checkpoint_in_original_names(files, tmp_path):
 
 def test_checkpoint_with_unknown_keys_refused(files, tmp_path):
     path = tmp_path / "bad.pth"
-    torch.save({"model": {"llm_proj.weight": files["proj_w"], "llm_model.transformer.h.0.attn.c_attn.lora_A": torch.zeros(2)}}, path)
+    torch.save(
+        {"model": {"llm_proj.weight": files["proj_w"], "llm_model.transformer.h.0.attn.c_attn.lora_A": torch.zeros(2)}},
+        path,
+    )
     with pytest.raises(CheckpointError, match=r"unknown keys.*lora_A") as err:
         _load(files, finetuned=str(path))
     assert str(path) in str(err.value)

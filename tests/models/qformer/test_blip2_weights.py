@@ -4,17 +4,16 @@ import logging
 import os
 
 import pytest
-
-from lavis.common.checkpoint import CheckpointError
 import torch
 
-import reference_impl as ref
-from reference_files import BERT, VIT, blip2_state, cfg_options, write_bert_config, write_original_files
+from lavis.common.checkpoint import CheckpointError
 from lavis.models import load_model
-from lavis.models.eva_vit import vit_features
-from lavis.models.loaders.blip2 import read_bert_config
-from lavis.models.loaders.files import WeightFileError
-from lavis.models.qformer import query_features
+from lavis.models.qformer.blip2_qformer import query_features
+from lavis.models.qformer.blip2_weights import read_bert_config
+from lavis.models.vision.eva_vit import vit_features
+from lavis.models.weight_files import WeightFileError
+from tests.models import reference_impl as ref
+from tests.models.reference_files import BERT, VIT, blip2_state, cfg_options, write_bert_config, write_original_files
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +22,18 @@ def files(tmp_path_factory):
 
 
 def _model(files, **over):
-    options = cfg_options(files, llm_model="", llm_arch={"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position_embeddings": 256, "vocab_pad_to": 64})
+    options = cfg_options(
+        files,
+        llm_model="",
+        llm_arch={
+            "hidden_size": 32,
+            "num_layers": 1,
+            "num_heads": 2,
+            "intermediate_size": 64,
+            "max_position_embeddings": 256,
+            "vocab_pad_to": 64,
+        },
+    )
     options["llm_tokenizer"] = "configs/models/minigpt4qwen/tiny/qwen.tiktoken"
     options.update(over)
     return load_model("minigpt4qwen", "qwen7b_chat", is_eval=True, cfg_options=options)
@@ -64,9 +74,15 @@ def test_bert_config_is_read(tmp_path):
 
 
 def test_unused_keys_listed_at_info(files, caplog):
-    with caplog.at_level(logging.INFO, logger="lavis.models.loaders"):
+    with caplog.at_level(logging.INFO, logger="lavis.models"):
         _model(files)
-    for key in ("t5_proj.weight", "Qformer.cls.predictions.bias", "Qformer.bert.embeddings.word_embeddings.weight", "Qformer.bert.encoder.layer.0.output.dense.weight", "temp"):
+    for key in (
+        "t5_proj.weight",
+        "Qformer.cls.predictions.bias",
+        "Qformer.bert.embeddings.word_embeddings.weight",
+        "Qformer.bert.encoder.layer.0.output.dense.weight",
+        "temp",
+    ):
         assert key in caplog.text, key
 
 
@@ -83,14 +99,18 @@ def test_missing_qformer_key(files, tmp_path):
     with pytest.raises(WeightFileError) as err:
         _model(files, pretrained=path)
     assert path in str(err.value)
-    assert "Qformer.bert.encoder.layer.2.crossattention.self.key.weight" in str(err.value) and "ln_vision.bias" in str(err.value)
+    assert "Qformer.bert.encoder.layer.2.crossattention.self.key.weight" in str(err.value) and "ln_vision.bias" in str(
+        err.value
+    )
 
 
 def test_wrong_shapes(files, tmp_path):
     path = _write_blip2(tmp_path, blip2_state(hidden=32, intermediate=64))
     with pytest.raises(WeightFileError, match="shape mismatches") as err:
         _model(files, pretrained=path)
-    assert path in str(err.value) and "Qformer.bert.embeddings.LayerNorm.weight: file (32,) vs model (48,)" in str(err.value)
+    assert path in str(err.value) and "Qformer.bert.embeddings.LayerNorm.weight: file (32,) vs model (48,)" in str(
+        err.value
+    )
 
 
 def test_truncated(files, tmp_path):
@@ -135,7 +155,9 @@ def test_visual_encoder_keys_in_the_file_are_loaded(files, tmp_path):
     model = _model(files, pretrained=_write_blip2(tmp_path, state))
     assert torch.equal(model.visual_encoder.encoder.layers[1].self_attn.projection.weight, weight)
     bias = model.visual_encoder.encoder.layers[0].self_attn.qkv.bias
-    assert torch.equal(bias, torch.cat([torch.ones(VIT["embed"]), torch.zeros(VIT["embed"]), torch.full((VIT["embed"],), 2.0)]))
+    assert torch.equal(
+        bias, torch.cat([torch.ones(VIT["embed"]), torch.zeros(VIT["embed"]), torch.full((VIT["embed"],), 2.0)])
+    )
 
 
 def test_no_pretrained_when_load_pretrained_false(files):

@@ -1,17 +1,18 @@
 """LAVIS's eva_vit_g.pth -> our ViT: numbers against an independent EVA reference, interpolation, precision, errors."""
 
+import argparse
 import logging
 
 import pytest
-
-from lavis.common.checkpoint import CheckpointError
 import torch
 
-import reference_impl as ref
-from reference_files import VIT, eva_state, vit_arch
-from lavis.models.eva_vit import vit_features
-from lavis.models.loaders.files import WeightFileError
-from lavis.models.loaders.vit import load_eva_vit
+from lavis.common.checkpoint import CheckpointError
+from lavis.common.config import Config
+from lavis.models.vision.eva_vit import vit_features
+from lavis.models.vision.eva_vit_weights import build_vision_encoder, load_eva_vit
+from lavis.models.weight_files import WeightFileError
+from tests.models import reference_impl as ref
+from tests.models.reference_files import VIT, eva_state, vit_arch
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_vit_no_parameter_left_on_meta_and_k_bias_zero_and_trainable(eva_file):
 
 def test_extra_blocks_listed_at_info(eva_file, caplog):
     path, _ = eva_file
-    with caplog.at_level(logging.INFO, logger="lavis.models.loaders"):
+    with caplog.at_level(logging.INFO, logger="lavis.models"):
         load_eva_vit(path, vit_arch(), VIT["image"], precision="fp32")
     assert f"blocks.{VIT['depth']}.attn.qkv.weight" in caplog.text
 
@@ -104,7 +105,9 @@ def test_wrong_shapes_name_file_and_keys(eva_file):
     path, _ = eva_file
     with pytest.raises(WeightFileError) as err:
         load_eva_vit(path, vit_arch(embed=48), VIT["image"], precision="fp32")
-    assert str(path) in str(err.value) and "blocks.0.attn.qkv.weight: file (96, 32) vs model (144, 48)" in str(err.value)
+    assert str(path) in str(err.value) and "blocks.0.attn.qkv.weight: file (96, 32) vs model (144, 48)" in str(
+        err.value
+    )
 
 
 def test_truncated_file(eva_file, tmp_path):
@@ -146,3 +149,12 @@ def test_reference_self_check():
     assert torch.allclose(ours, theirs, atol=1e-12)
     other = torch.nn.functional.interpolate(grid, size=(7, 7), mode="bicubic", align_corners=True)[0]
     assert not torch.allclose(ours, other, atol=1e-3)
+
+
+def test_vit_model_names_the_vit_shape():
+    """`model.vit_model` is read: an unknown name stops before any file is opened."""
+    args = argparse.Namespace(
+        cfg_path="lavis/projects/instruction_tuning/train.yaml", options=["model.vit_model=eva_vit_l"]
+    )
+    with pytest.raises(ValueError, match=r"model.vit_model 'eva_vit_l' is not one of \['eva_clip_g'\]"):
+        build_vision_encoder(Config(args).model_cfg)
