@@ -2,7 +2,7 @@
 
 Writes a Qwen-1-format folder (`config.json` with `model_type: qwen`, bf16, real vocabulary
 151,936, hidden 2048, sharded with an index) tensor by tensor, then loads it with
-`lavis.models.llm.qwen_weights.load_llm` in a fresh subprocess and reports
+`lavis.models.llm.hf_llm.load_llm` in a fresh subprocess and reports
 
 * the weight files' size on disk,
 * the peak resident memory (VmHWM, reset right before loading; ru_maxrss where there is no
@@ -143,7 +143,7 @@ def measure(folder):
     import torch
 
     # defer: imported here so that the baseline below counts the imports
-    from lavis.models.llm.qwen_weights import load_llm
+    from lavis.models.llm.hf_llm import load_llm
 
     gc.collect()
     process = psutil.Process()

@@ -6,6 +6,8 @@ same initial weights in both).  The errors that are the user's to fix all derive
 :class:`lavis.common.errors.UserError`; the entry points print them as one `error: ...` line.
 """
 
+import logging
+
 from lavis.common.rng import set_seed
 from lavis.tasks import setup_task
 
@@ -18,4 +20,11 @@ def build_run(cfg):
     task.check_files(cfg)
     datasets = task.build_datasets(cfg)
     model = task.build_model(cfg)
+    split = cfg.run_cfg.train_splits[0] if cfg.run_cfg.train_splits else None
+    for name, splits in datasets.items():  # what the first training sample looks like to the model
+        if split in splits:
+            logging.info(
+                "first %s/%s sample, supervised spans in [[ ]]: %s", name, split, task.show_sample(model, splits[split])
+            )
+            break
     return task, datasets, model

@@ -32,6 +32,28 @@ def test_short_default_run_learns_and_needs_the_image(tmp_path):
     assert (tmp_path / "cache" / "dataset" / "shapes_instruction" / "manifest.json").exists()
 
     # the same checkpoint, shown the wrong images, falls to about chance: answers come from the image
+    right, wrong = right_and_shuffled_accuracy(job / "checkpoint_4.pth", tmp_path)
+    assert right >= 0.85 and wrong <= 0.45, (right, wrong)
+
+
+@pytest.mark.slow
+def test_the_default_on_a_llama_style_llm_learns_in_both_languages_and_needs_the_image(tmp_path):
+    """The tiny preset on another family (Llama-style decoder, tokenizer and chat template)."""
+    proc = run_train(tmp_path, "model.model_type=tiny_llama")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    match = re.search(r"held-out exact-match accuracy: ([\d.]+)% of 400\s+\((.*)\)", proc.stdout)
+    assert match, proc.stdout[-2000:]
+    groups = {g: float(v) for g, v in re.findall(r"(\w+/\w+): ([\d.]+)%", match.group(2))}
+    assert float(match.group(1)) >= 90.0 and set(groups) == {"colour/en", "colour/zh", "shape/en", "shape/zh"}
+    assert min(groups.values()) >= 85.0, groups
+    assert "first shapes_instruction/train sample" in proc.stderr and "[[" in proc.stderr  # the logged sample
+    job = next((tmp_path / "out").iterdir())
+    right, wrong = right_and_shuffled_accuracy(job / "checkpoint_7.pth", tmp_path)
+    assert right >= 0.9 and wrong <= 0.45, (right, wrong)
+
+
+def right_and_shuffled_accuracy(checkpoint, tmp_path):
+    """Held-out accuracy of `checkpoint` on the right images, and on images shuffled between samples."""
     code = f"""
 import torch, lavis
 from lavis.chat import load_chat_model
@@ -39,7 +61,7 @@ from lavis.common.config import build_dataset_config
 from lavis.common.registry import registry
 from lavis.tasks.base_task import BaseTask
 from omegaconf import OmegaConf
-model = load_chat_model({str(job / "checkpoint_4.pth")!r}).model.eval()
+model = load_chat_model({str(checkpoint)!r}).model.eval()
 val = registry.get_builder_class("shapes_instruction")(build_dataset_config("shapes_instruction", OmegaConf.create({{}}))).build_datasets()["val"]
 loader = torch.utils.data.DataLoader(val, batch_size=100, collate_fn=val.collater)
 def shuffled(batches):
@@ -53,8 +75,7 @@ print("ACC", BaseTask().evaluation(model, list(loader), 8)["accuracy"], BaseTask
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert check.returncode == 0, check.stderr[-3000:]
-    right, wrong = map(float, check.stdout.split("ACC")[1].split())
-    assert right >= 0.85 and wrong <= 0.45, (right, wrong)
+    return tuple(map(float, check.stdout.split("ACC")[1].split()))
 
 
 def test_missing_real_weights_stop_with_one_message(tmp_path):

@@ -8,7 +8,6 @@ cancelled (beam search, which does not stream, is stopped by a stopping criterio
 A finished reply commits its turn to the session that started it.
 """
 
-import codecs
 import queue
 import threading
 import time
@@ -36,9 +35,9 @@ class TokenTextStreamer:
     """A transformers streamer (`put`/`end`) that turns generated ids into text as it comes.
 
     The first `put` is the prompt and is skipped (transformers' contract).  Special ids are
-    skipped, a stop id ends the text, and bytes go through an incremental UTF-8 decoder, so a
-    character split over several tokens is emitted once it is complete (invalid bytes become
-    U+FFFD, as `tokenizer.decode` does).  Text goes to `on_text`.  Once `cancel` (an optional
+    skipped, a stop id ends the text, and the ids go through the tokenizer's `stream_decoder()`,
+    which emits a character split over several tokens once it is complete, so the streamed
+    pieces add up to `tokenizer.decode` of the reply.  Text goes to `on_text`.  Once `cancel` (an optional
     `threading.Event`) is set, the next `put` raises, which ends `generate` there: this costs
     nothing per token, unlike a stopping criterion (a tensor op every step).
     """
@@ -52,7 +51,7 @@ class TokenTextStreamer:
         self.first_token_time = None
         self._prompt_seen = False
         self._stopped = False
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._decoder = tokenizer.stream_decoder()
 
     def put(self, value):
         if self.cancel is not None and self.cancel.is_set():
@@ -76,15 +75,12 @@ class TokenTextStreamer:
             self._stopped = True
             return
         self.num_tokens += 1
-        if token >= self.tokenizer.eod_id:  # special ids: not text
-            return
-        data = self.tokenizer.convert_ids_to_tokens(token)
-        text = self._decoder.decode(data)
+        text = self._decoder.feed(token)
         if text:
             self.on_text(text)
 
     def end(self):
-        text = self._decoder.decode(b"", final=True)
+        text = self._decoder.flush()
         if text:
             self.on_text(text)
 
@@ -151,7 +147,7 @@ class Reply:
         self._consumed = False
         chat_model = session.chat_model
         tok = chat_model.tokenizer
-        self._stop_ids = [tok.im_end_id, tok.im_start_id, tok.eod_id]
+        self._stop_ids = chat_model.model.stop_ids
         streams = settings.num_beams == 1
         self.streamer = TokenTextStreamer(tok, self._stop_ids, self._queue.put, self._cancel) if streams else None
         self._finished = threading.Event()

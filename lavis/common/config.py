@@ -100,17 +100,34 @@ def build_model_config(user_model, option_model=None):
         raise ConfigError(f"config key 'model.arch' is required; registered models: {registry.list_models()}")
     model_cls = registry.get_model_class(arch)
     model_type = peek.get("model_type") or model_cls.default_model_type()
-    defaults = load_yaml(model_cls.default_config_path(model_type))
+    defaults = model_cls.default_config(model_type, load_yaml)
     return _checked_merge(
         "model", ModelConfig, defaults.get("model"), {"model_type": model_type}, user_model, option_model
     )
 
 
 def load_preprocess_config(model_cfg):
-    """The `preprocess` section of the model's default YAML (processors for load_model_and_preprocess)."""
+    """The `preprocess` section of the model's default YAML (processors for load_model_and_preprocess),
+    its image processors at the model's `image_size` (which options may have changed)."""
     model_cls = registry.get_model_class(model_cfg.arch)
-    defaults = load_yaml(model_cls.default_config_path(model_cfg.model_type))
-    return _checked_merge("preprocess", PreprocessConfig, defaults.get("preprocess"))
+    defaults = model_cls.default_config(model_cfg.model_type, load_yaml)
+    preprocess = _checked_merge("preprocess", PreprocessConfig, defaults.get("preprocess"))
+    for processor in preprocess.vis_processor.values():
+        if processor is not None and "image_size" in processor:
+            processor.image_size = model_cfg.image_size
+    return preprocess
+
+
+def check_image_sizes(model, datasets):
+    """Each dataset's image processors must make images of the model's `image_size`."""
+    for name, dataset in datasets.items():
+        for split, processor in dataset.vis_processor.items():
+            size = None if processor is None else processor.get("image_size")
+            if size is not None and size != model.image_size:
+                raise ConfigError(
+                    f"config key 'datasets.{name}.vis_processor.{split}.image_size' is {size} but "
+                    f"'model.image_size' is {model.image_size}: set both to the same size"
+                )
 
 
 def build_dataset_config(name, user_dataset, option_dataset=None):
@@ -144,6 +161,7 @@ class Config:
         for name in list(user_datasets.keys()) + [k for k in option_datasets.keys() if k not in user_datasets]:
             datasets[name] = build_dataset_config(name, user_datasets.get(name), option_datasets.get(name))
         run = _checked_merge("run", RunConfig, _section(user, "run"), _section(options, "run"))
+        check_image_sizes(model, datasets)
         if run.strategy not in STRATEGIES:
             raise ConfigError(f"config key 'run.strategy': {run.strategy!r} is not one of {list(STRATEGIES)}")
         return OmegaConf.create({"model": model, "datasets": datasets, "run": run})

@@ -40,8 +40,9 @@ class QformerArch:
 
 @dataclass
 class LlmArch:
-    """Shape of a Qwen-style decoder built from scratch (instead of loading `llm_model`)."""
+    """Shape of a decoder built from scratch (instead of loading `llm_model`)."""
 
+    family: str = "qwen2"  # a transformers model type: qwen2 (Qwen-style, the tiny default), llama, ...
     hidden_size: int = 4096
     num_layers: int = 32
     num_heads: int = 32
@@ -92,8 +93,11 @@ class ModelConfig:
     lora_r: int = 8
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    lora_target_modules: List[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    # [] (default): the family's attention projections, q_proj + v_proj (Qwen, Llama, Gemma, Mistral,
+    # GLM), or the fused qkv_proj (Phi-3/4)
+    lora_target_modules: List[str] = field(default_factory=list)
     max_txt_len: int = 512
+    label_rule: str = ""  # original (MiniGPT4Qwen's) or assistant (replies + end-of-turn); "": the prompt format's own
     enable_autocast: bool = True
     autocast_dtype: str = "bf16"
 

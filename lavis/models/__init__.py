@@ -13,7 +13,7 @@ config key              file                                           loaded by
 ``qformer_config``      ``ckpt/bert-base-uncased/config.json``         ``qformer.blip2_weights.build_qformer_for``
 ``pretrained``          ``ckpt/blip2/blip2_pretrained_flant5xxl.pth``  ``minigpt4qwen.checkpoint_keys``
                                                                        ``.load_blip2_pretrained``
-``llm_model``           ``ckpt/Qwen7B-chat/`` (or a Qwen2 folder)      ``llm.qwen_weights.load_llm``
+``llm_model``           ``ckpt/Qwen7B-chat/`` or any HF chat LLM      ``llm.hf_llm.load_llm``
 (tokenizer)             ``qwen.tiktoken`` / ``tokenizer.json``          ``llm.llm_tokenizer.load_llm_tokenizer``
 ``finetuned``/``ckpt``  original MiniGPT4Qwen checkpoints              ``minigpt4qwen.checkpoint_keys``
                                                                        ``.convert_checkpoint_keys``

@@ -27,6 +27,11 @@ class BaseModel(nn.Module):
         return get_abs_path(cls.PRETRAINED_MODEL_CONFIG_DICT[model_type])
 
     @classmethod
+    def default_config(cls, model_type, load_yaml):
+        """The default YAML of `model_type` (read by the config layer's `load_yaml`)."""
+        return load_yaml(cls.default_config_path(model_type))
+
+    @classmethod
     def missing_files(cls, cfg):
         """[(config key, path, what it is)] for each file `cfg` needs that is not on disk."""
         return []

@@ -52,17 +52,40 @@ class EncodedConversation:
         return len(self.image_starts)
 
 
+def show_encoded(tokenizer, encoded, slot_id, num_query_token):
+    """An encoded conversation as text for a person: supervised spans between `[[` and `]]`, each
+    image's slots as `<image: N slots>`, special tokens as they are."""
+    out, k, ids, labels = [], 0, encoded.input_ids, encoded.labels
+    while k < len(ids):
+        if ids[k] == slot_id:
+            out.append(f"<image: {num_query_token} slots>")
+            k += num_query_token
+            continue
+        supervised = labels[k] != IGNORE_INDEX
+        end = k
+        while end < len(ids) and ids[end] != slot_id and (labels[end] != IGNORE_INDEX) == supervised:
+            end += 1
+        text = tokenizer.decode(ids[k:end])
+        out.append(f"[[{text}]]" if supervised else text)
+        k = end
+    return "".join(out)
+
+
 class ChatMLPromptBuilder:
     """Turns conversations into ids/labels for training and into prompts for generation."""
 
-    def __init__(self, tokenizer, num_query_token, system=DEFAULT_SYSTEM):
+    def __init__(self, tokenizer, num_query_token, system=DEFAULT_SYSTEM, label_rule="original"):
+        if label_rule not in ("original", "assistant"):
+            raise ValueError(f"model.label_rule must be 'original' or 'assistant', got {label_rule!r}")
         self.tok = tokenizer
         self.num_query_token = num_query_token
         self.system = system
+        self.label_rule = label_rule
         self.image_pad_id = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
         self.nl = tokenizer.encode_text("\n")
         self.im_start = tokenizer.im_start_id
         self.im_end = tokenizer.im_end_id
+        self.stop_ids = [self.im_end, self.im_start, tokenizer.eod_id]  # ids that end a generated reply
         self._headers = {
             role: [self.im_start] + tokenizer.encode_text(role) + self.nl for role in ("system", "user", "assistant")
         }
@@ -99,7 +122,14 @@ class ChatMLPromptBuilder:
             labels = [self.im_start] + [IGNORE_INDEX] * (len(ids) - 2 - len(self.nl)) + [self.im_end] + self.nl
         else:
             labels = [self.im_start] + [IGNORE_INDEX] * (len(header) - 1) + content + [self.im_end] + self.nl
+        if self.label_rule == "assistant":  # only the reply and the <|im_end|> that closes it
+            keep = len(header) + len(content) + 1 if role == "assistant" else 0
+            labels = [label if len(header) <= k < keep else IGNORE_INDEX for k, label in enumerate(labels)]
         return ids, labels, [len(header) + s for s in starts]
+
+    def show(self, encoded):
+        """`encoded` as text, supervised spans marked (see :func:`show_encoded`)."""
+        return show_encoded(self.tok, encoded, self.image_pad_id, self.num_query_token)
 
     # -- training ------------------------------------------------------------
     def encode_conversation(self, conversation, max_len=None, system=None):
@@ -114,6 +144,8 @@ class ChatMLPromptBuilder:
             turns = turns[1:]
         input_ids = self.system_ids(system)
         labels = [self.im_start] + [IGNORE_INDEX] * (len(input_ids) - 2 - len(self.nl)) + [self.im_end] + self.nl
+        if self.label_rule == "assistant":
+            labels = [IGNORE_INDEX] * len(input_ids)
         image_starts = []
         for role, text in turns:
             ids, lab, starts = self.turn_ids(role, text)

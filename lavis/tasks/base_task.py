@@ -26,6 +26,17 @@ class BaseTask:
         if missing:
             raise MissingFilesError(missing)
 
+    @staticmethod
+    def show_sample(model, dataset, index=0):
+        """Sample `index` of `dataset` as the model sees it: its prompt text with the supervised
+        spans between `[[` and `]]` and each image as `<image: N slots>`."""
+        sample = dataset[index]
+        encoded = model.prompt.encode_conversation(sample["conversations"], model.max_txt_len)
+        where = sample.get("where", f"sample {index}")
+        return (
+            f"{where} ({len(encoded.input_ids)} tokens, {encoded.num_images} image(s)):\n{model.prompt.show(encoded)}"
+        )
+
     def build_datasets(self, cfg):
         """{dataset name: {split: dataset}} for every dataset of the run config."""
         datasets = {}

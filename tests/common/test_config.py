@@ -106,3 +106,16 @@ def test_the_originals_unused_keys_load_and_are_dropped(tmp_path):
     assert dict(dataset.build_info.annotations.train) == {"storage": "a.json"}
     with pytest.raises(ConfigError, match="run.world_sizes"):  # a misspelt key is still an error
         make(str(path), "run.world_sizes=2")
+
+
+def test_a_dataset_processor_of_another_size_than_the_model_is_a_config_error():
+    with pytest.raises(
+        ConfigError,
+        match=r"'datasets.shapes_instruction.vis_processor.train.image_size' is 64 but 'model.image_size' is 96",
+    ):
+        make(TINY, "model.image_size=96")
+    assert make(
+        TINY,
+        "model.image_size=96",
+        *[f"datasets.shapes_instruction.vis_processor.{s}.image_size=96" for s in ("train", "eval")],
+    )

@@ -1,6 +1,11 @@
 """The shipped tiny vocabulary is exactly what its generator makes from the synthetic corpus."""
 
-from lavis.datasets.synthetic.tiny_vocab import TINY_VOCAB_PATH, build_tiny_vocab
+from lavis.datasets.synthetic.tiny_vocab import (
+    TINY_LLAMA_TOKENIZER,
+    TINY_VOCAB_PATH,
+    build_tiny_llama_tokenizer,
+    build_tiny_vocab,
+)
 from lavis.models.llm.qwen_tiktoken import QwenTokenizer
 
 
@@ -17,3 +22,9 @@ def test_tiny_vocabulary_has_qwens_special_tokens_after_its_ranks():
     assert len(tok) == ranks + 208
     # the synthetic answers are short sequences, which keeps the default run fast
     assert len(tok.encode_text("三角形")) == 1 and len(tok.encode_text(" colour")) == 1
+
+
+def test_shipped_llama_style_tokenizer_regenerates_byte_for_byte(tmp_path):
+    fresh = build_tiny_llama_tokenizer(tmp_path / "tiny_llama")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert open(fresh / name, "rb").read() == open(f"{TINY_LLAMA_TOKENIZER}/{name}", "rb").read()

@@ -143,3 +143,20 @@ def test_window_drops_oldest_text_turns_but_keeps_image_turns(tok):
     text = tok.decode(ids)
     assert "first" in text and "second" not in text and "third" in text and n == n_full == 1
     assert len(ids) <= budget
+
+
+def test_assistant_label_rule_keeps_only_the_replies_and_their_im_end(tok):
+    builder = ChatMLPromptBuilder(tok, 4, label_rule="assistant")
+    conversation = [
+        {"from": "user", "value": "<ImageHere> colour?"},
+        {"from": "assistant", "value": "red"},
+        {"from": "user", "value": "shape?"},
+        {"from": "assistant", "value": "圆形"},
+    ]
+    encoded = builder.encode_conversation(conversation)
+    original = ChatMLPromptBuilder(tok, 4).encode_conversation(conversation)
+    assert encoded.input_ids == original.input_ids  # the same prompt, other labels
+    labelled = [t for t in encoded.labels if t != IGNORE_INDEX]
+    assert tok.decode(labelled) == "red<|im_end|>圆形<|im_end|>"
+    with pytest.raises(ValueError, match="label_rule must be 'original' or 'assistant'"):
+        ChatMLPromptBuilder(tok, 4, label_rule="all")

@@ -154,8 +154,8 @@ def test_processor_settings_encoder_weights_or_image_bytes_change_the_key(shapes
         cfg_path,
         *FROZEN,
         "run.use_cached_features=True",
-        "datasets.shapes_instruction.vis_processor.train.image_size=32",
-        "datasets.shapes_instruction.vis_processor.eval.image_size=32",
+        "datasets.shapes_instruction.vis_processor.train.mean=[0.5,0.5,0.5]",
+        "datasets.shapes_instruction.vis_processor.eval.mean=[0.5,0.5,0.5]",
     )
     _, other_datasets, _ = build(resized)
     (group,) = cache_groups(resized, model, other_datasets, "test")

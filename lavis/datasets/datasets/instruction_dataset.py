@@ -90,7 +90,7 @@ def load_annotations(ann_paths, vis_root):
             raise AnnotationError(f"annotation file {ann_path} must hold a JSON list of rows")
         for index, row in enumerate(data):
             try:
-                rows.append(normalise_row(row, vis_root))
+                rows.append({**normalise_row(row, vis_root), "where": f"{ann_path} row {index}"})
             except ValueError as err:
                 problems.append(f"{ann_path} row {index}: {err}")
     if problems:
@@ -177,6 +177,7 @@ class InstructionDataset(Dataset):
                 "conversations": conversations,
                 "meta": row["meta"],
                 "index": (index + attempt) % len(self.annotation),
+                "where": row["where"],
             }
         raise RuntimeError("no readable image in the whole dataset")
 
@@ -190,4 +191,5 @@ class InstructionDataset(Dataset):
             "conversations": [sample["conversations"] for sample in samples],
             "meta": [sample["meta"] for sample in samples],
             "index": [sample["index"] for sample in samples],
+            "where": [sample["where"] for sample in samples],  # annotation file and row, for messages
         }

@@ -1,23 +1,43 @@
-"""The tiny default model's vocabulary: a byte-level BPE in qwen.tiktoken format.
+"""The tiny presets' vocabularies, trained on the synthetic shapes corpus (`shapes.corpus_lines()`)
+so that the default run's sequences stay short:
 
-Trained on the synthetic shapes corpus (`shapes.corpus_lines()`), so the default run's
-sequences stay short.  The file is shipped at TINY_VOCAB_PATH and a test checks that
-`python -m lavis.datasets.synthetic.tiny_vocab` regenerates it byte for byte.
+* `tiny` (Qwen-style): a byte-level BPE in qwen.tiktoken format, at TINY_VOCAB_PATH;
+* `tiny_llama` (Llama-3-style): a transformers tokenizer folder at TINY_LLAMA_TOKENIZER (byte-level
+  BPE with Llama 3's pre-tokenizer regex and special tokens, and a Llama-3-format chat template).
+
+Both are shipped, and a test checks that `python -m lavis.datasets.synthetic.tiny_vocab`
+regenerates them byte for byte.
 """
 
+import json
 import os
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from lavis.datasets.synthetic.shapes import corpus_lines
 from lavis.models.llm.bpe_train import train_bpe, write_tiktoken_file
 
 NUM_MERGES = 400
-TINY_VOCAB_PATH = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    "configs",
-    "models",
-    "minigpt4qwen",
-    "tiny",
-    "qwen.tiktoken",
+_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")
+TINY_VOCAB_PATH = os.path.join(_CONFIGS, "models", "minigpt4qwen", "tiny", "qwen.tiktoken")
+TINY_LLAMA_TOKENIZER = os.path.join(_CONFIGS, "models", "minigpt4qwen", "tiny_llama")
+
+LLAMA3_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+LLAMA3_SPECIALS = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|reserved_special_token_0|>",  # the image slot token (reserved, never in text)
+]
+LLAMA3_TEMPLATE = (
+    "{{- bos_token }}{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + "
+    "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
 )
 
 
@@ -26,5 +46,38 @@ def build_tiny_vocab(path=TINY_VOCAB_PATH):
     return path
 
 
+def build_tiny_llama_tokenizer(folder=TINY_LLAMA_TOKENIZER):
+    """tokenizer.json + tokenizer_config.json of the tiny Llama-style preset; returns the folder."""
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(vocab_size=256 + NUM_MERGES, initial_alphabet=alphabet, show_progress=False)
+    tok.train_from_iterator(corpus_lines(), trainer)
+    tok.add_special_tokens(LLAMA3_SPECIALS)
+    os.makedirs(folder, exist_ok=True)
+    tok.save(os.path.join(folder, "tokenizer.json"))
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<|begin_of_text|>",
+        "eos_token": "<|eot_id|>",
+        "pad_token": "<|end_of_text|>",
+        "chat_template": LLAMA3_TEMPLATE,
+        "model_max_length": 512,
+        "clean_up_tokenization_spaces": False,
+    }
+    with open(os.path.join(folder, "tokenizer_config.json"), "w", encoding="utf-8") as handle:
+        json.dump(config, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+    return folder
+
+
 if __name__ == "__main__":
     print(build_tiny_vocab())
+    print(build_tiny_llama_tokenizer())

@@ -41,6 +41,6 @@ def llm_config(arch, num_tokens, eod_id):
     )
 
 
-def build_llm(arch, num_tokens, eod_id):
+def build_qwen_llm(arch, num_tokens, eod_id):
     """A randomly initialised Qwen-style decoder with `num_tokens` real tokens (rows padded)."""
     return Qwen2ForCausalLM(llm_config(arch, num_tokens, eod_id))

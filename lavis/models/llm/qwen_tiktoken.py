@@ -25,6 +25,7 @@ The same file format is produced for the project's tiny default model by
 
 import base64
 import binascii
+import codecs
 import os
 import unicodedata
 
@@ -235,6 +236,10 @@ class QwenTokenizer:
     def batch_decode(self, batch, skip_special_tokens=False, errors=None):
         return [self.decode(ids, skip_special_tokens=skip_special_tokens, errors=errors) for ids in batch]
 
+    def stream_decoder(self):
+        """An incremental decoder: `feed(id)` -> the text those ids add (special ids skipped)."""
+        return _ByteStreamDecoder(self)
+
     def convert_tokens_to_ids(self, tokens):
         """Special-token strings or regular token bytes to ids (a str that is
         not a special token is looked up by its UTF-8 bytes).  Unknown tokens
@@ -258,3 +263,20 @@ class QwenTokenizer:
         if isinstance(ids, int):
             return self._id_to_special.get(ids) or self._id_to_bytes[ids]
         return [self.convert_ids_to_tokens(int(i)) for i in ids]
+
+
+class _ByteStreamDecoder:
+    """Token bytes through an incremental UTF-8 decoder: a character split over several tokens is
+    emitted once complete (invalid bytes become U+FFFD, as `decode` makes them)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, token):
+        if token >= self.tokenizer.eod_id:  # special ids: not text
+            return ""
+        return self._decoder.decode(self.tokenizer.convert_ids_to_tokens(token))
+
+    def flush(self):
+        return self._decoder.decode(b"", final=True)

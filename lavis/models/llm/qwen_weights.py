@@ -35,8 +35,8 @@ meta parameters; nothing holds a second copy. dtype: the ``llm_dtype`` argument 
 (`fp32`/`bf16`/`fp16`), else Qwen's ``bf16``/``fp16``/``fp32`` flags in ``config.json``, else its
 ``torch_dtype``, else the dtype the weights are stored in.
 
-**Qwen1.5 / Qwen2 / Qwen2.5 (`model_type: qwen2`)** are transformers' own format and load through
-``AutoModelForCausalLM.from_pretrained(folder, dtype=..., local_files_only=True)``.
+Every other folder (Qwen1.5/2/2.5/3, Llama, Gemma, Mistral, Phi, GLM...) is transformers' own format
+and loads through `hf_llm.py`.
 
 `generation_config.json` is read into ``model.qwen_generation_config`` (a dict: ``chat_format``,
 ``max_window_size``, sampling settings); it does not become the model's generation defaults,
@@ -55,8 +55,6 @@ from transformers.models.qwen2.modeling_qwen2 import Qwen2RotaryEmbedding
 
 from lavis.common.checkpoint import load_file
 from lavis.common.dtypes import DTYPES, LONG_NAMES, dtype_named, is_dtype_name
-from lavis.common.utils import resolve_path
-from lavis.models.llm.qwen_llm import build_llm
 from lavis.models.weight_files import SafetensorsReader, WeightFileError, describe_keys
 
 log = logging.getLogger(__name__)
@@ -68,7 +66,6 @@ WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
     "pytorch_model.bin",
 )
-SUPPORTED_MODEL_TYPES = ("qwen", "qwen2")
 
 
 class SequenceTooLongError(ValueError):
@@ -382,7 +379,7 @@ def load_qwen1_llm(folder, dtype=None, special_id=None, min_vocab=None):
     if left:
         raise WeightFileError(f"{folder}: nothing loaded for {describe_keys(left)}")
     model.qwen_config = qcfg
-    model.qwen_generation_config = _generation_config(folder)
+    model.qwen_generation_config = read_generation_config(folder)
     model.generation_config = GenerationConfig(
         bos_token_id=special_id, eos_token_id=special_id, pad_token_id=special_id
     )
@@ -391,7 +388,7 @@ def load_qwen1_llm(folder, dtype=None, special_id=None, min_vocab=None):
     return model
 
 
-def _generation_config(folder):
+def read_generation_config(folder):
     path = os.path.join(folder, "generation_config.json")
     if not os.path.isfile(path):
         return {}
@@ -435,62 +432,3 @@ def install_length_guard(model, limit, what):
     """Refuse forward passes of the decoder body longer than `limit` tokens (cache included)."""
     model.model.register_forward_pre_hook(_LengthGuard(limit, what), with_kwargs=True)
     model.max_sequence_length = limit
-
-
-# -- Qwen2-format folders and dispatch -----------------------------------------------------------
-def load_qwen2_llm(folder, dtype=None):
-    """A `model_type: qwen2` folder through transformers (`AutoModelForCausalLM`, local files only)."""
-    from transformers import AutoModelForCausalLM
-
-    if dtype and not is_dtype_name(dtype):
-        raise ValueError(f"model.llm_dtype must be one of {DTYPE_NAMES} or empty, got {dtype!r}")
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=dtype_named(dtype) if dtype else "auto", local_files_only=True, attn_implementation="sdpa"
-        )
-    except (OSError, ValueError, RuntimeError) as err:
-        raise WeightFileError(f"cannot load the Qwen2 model in {folder}: {err}") from None
-    model.qwen_generation_config = _generation_config(folder)
-    model.generation_config = GenerationConfig(
-        bos_token_id=model.config.bos_token_id,
-        eos_token_id=model.config.eos_token_id,
-        pad_token_id=model.config.pad_token_id,
-    )
-    model.eval()
-    return model
-
-
-def llm_model_type(folder):
-    return read_json(os.path.join(folder, "config.json"), "LLM config").get("model_type")
-
-
-def load_llm(folder, tokenizer=None, dtype=None):
-    """The LLM in hub folder `folder` (Qwen-1 or Qwen2 format), checked against `tokenizer`."""
-    folder = os.fspath(folder)
-    model_type = llm_model_type(folder)
-    if model_type == "qwen":
-        model = load_qwen1_llm(
-            folder,
-            dtype,
-            special_id=None if tokenizer is None else tokenizer.eod_id,
-            min_vocab=None if tokenizer is None else len(tokenizer),
-        )
-    elif model_type == "qwen2":
-        model = load_qwen2_llm(folder, dtype)
-        if tokenizer is not None and model.config.vocab_size < len(tokenizer):
-            raise ValueError(
-                f"{folder}: vocab_size {model.config.vocab_size} is smaller than the tokenizer's "
-                f"{len(tokenizer)} tokens"
-            )
-    else:
-        raise ValueError(
-            f"{folder}/config.json: model_type {model_type!r} is not supported (supported: {SUPPORTED_MODEL_TYPES})"
-        )
-    return model
-
-
-def build_language_model(cfg, tokenizer):
-    """The model's LLM: built from `cfg.llm_arch` when set, else loaded from the `cfg.llm_model` folder."""
-    if cfg.llm_arch is not None:
-        return build_llm(cfg.llm_arch, len(tokenizer), tokenizer.eod_id)
-    return load_llm(resolve_path(cfg.llm_model), tokenizer, getattr(cfg, "llm_dtype", "") or None)

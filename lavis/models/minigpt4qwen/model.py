@@ -19,15 +19,38 @@ from lavis.common.dtypes import dtype_named
 from lavis.common.registry import registry
 from lavis.common.utils import resolve_path
 from lavis.models.base_model import BaseModel
+from lavis.models.llm.hf_llm import build_language_model
 from lavis.models.llm.llm_tokenizer import load_llm_tokenizer
-from lavis.models.llm.qwen_weights import build_language_model
 from lavis.models.minigpt4qwen import checkpoint_keys
 from lavis.models.minigpt4qwen.required_files import check_weight_files, missing_weight_files
 from lavis.models.qformer.blip2_qformer import query_features
 from lavis.models.qformer.blip2_weights import build_qformer_for
 from lavis.models.vision.eva_vit import vit_features
 from lavis.models.vision.eva_vit_weights import build_vision_encoder
-from lavis.processors.chat_format import IGNORE_INDEX, IMAGE_TOKEN, ChatMLPromptBuilder
+from lavis.processors.chat_format import IGNORE_INDEX, IMAGE_TOKEN
+from lavis.processors.chat_template import build_prompt_builder
+
+#: Ready model types for popular instruct LLMs: the Qwen-7B-Chat recipe (EVA-ViT-G + BLIP-2
+#: Q-former) with the LLM from `cache/<folder>` (the hub folder as downloaded, transformers format)
+LLM_PRESETS = {
+    "qwen2_5_7b_instruct": "ckpt/Qwen2.5-7B-Instruct",
+    "qwen3_8b": "ckpt/Qwen3-8B",
+    "llama3_1_8b_instruct": "ckpt/Llama-3.1-8B-Instruct",
+    "gemma2_9b_it": "ckpt/gemma-2-9b-it",
+    "glm4_9b_chat": "ckpt/glm-4-9b-chat-hf",
+    "mistral_7b_instruct": "ckpt/Mistral-7B-Instruct-v0.3",
+    "phi3_5_mini_instruct": "ckpt/Phi-3.5-mini-instruct",
+}
+
+
+def default_lora_targets(llm):
+    """The LLM family's attention projections: q_proj and v_proj where it has them (as the
+    original), else the fused qkv_proj (Phi-3/4)."""
+    names = {name.rsplit(".", 1)[-1] for name, _ in llm.named_modules()}
+    for targets in (["q_proj", "v_proj"], ["qkv_proj"]):
+        if set(targets) <= names:
+            return targets
+    raise ValueError(f"no known attention projection in {type(llm).__name__}: set model.lora_target_modules")
 
 
 @registry.register_model("minigpt4qwen")
@@ -35,7 +58,17 @@ class MiniGPT4Qwen(BaseModel):
     PRETRAINED_MODEL_CONFIG_DICT = {
         "qwen7b_chat": "configs/models/minigpt4qwen/minigpt4qwen.yaml",
         "tiny": "configs/models/minigpt4qwen/minigpt4qwen_tiny.yaml",
+        "tiny_llama": "configs/models/minigpt4qwen/minigpt4qwen_tiny_llama.yaml",
+        **{name: "configs/models/minigpt4qwen/minigpt4qwen.yaml" for name in LLM_PRESETS},
     }
+
+    @classmethod
+    def default_config(cls, model_type, load_yaml):
+        """The model type's YAML; for the chat-LLM presets, Qwen-7B-Chat's with their LLM folder."""
+        config = super().default_config(model_type, load_yaml)
+        if model_type in LLM_PRESETS:
+            config.model.llm_model = LLM_PRESETS[model_type]
+        return config
 
     def __init__(self, cfg):
         super().__init__()
@@ -54,8 +87,12 @@ class MiniGPT4Qwen(BaseModel):
         self.llm_tokenizer = load_llm_tokenizer(self._tokenizer_path(cfg), cfg.max_txt_len)
         self.llm_model = build_language_model(cfg, self.llm_tokenizer)
         self.llm_proj = nn.Linear(self.Qformer.config.hidden_size, self.llm_model.config.hidden_size)
-        self.prompt = ChatMLPromptBuilder(self.llm_tokenizer, cfg.num_query_token)
+        self.prompt = build_prompt_builder(self.llm_tokenizer, cfg.num_query_token, cfg.label_rule)
         self.replace_image_token_id = self.prompt.image_pad_id
+        # a reply ends at the prompt format's end-of-turn tokens and the LLM's own eos ids
+        eos = self.llm_model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        self.stop_ids = list(self.prompt.stop_ids) + [i for i in eos if i not in self.prompt.stop_ids]
         self._apply_freeze_flags(cfg)
         if cfg.get_lora:
             self.llm_model = self._with_lora(self.llm_model, cfg)
@@ -97,7 +134,7 @@ class MiniGPT4Qwen(BaseModel):
             r=cfg.lora_r,
             lora_alpha=cfg.lora_alpha,
             lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.lora_target_modules),
+            target_modules=list(cfg.lora_target_modules) or default_lora_targets(llm),
             bias="none",
             task_type="CAUSAL_LM",
         )
@@ -201,6 +238,10 @@ class MiniGPT4Qwen(BaseModel):
         "num_padded_tokens": the padded batch's token count (batch x longest sequence)}.
         """
         encoded = [self.prompt.encode_conversation(c, self.max_txt_len) for c in samples["conversations"]]
+        if hasattr(self.prompt, "check_labels"):  # template prompts: no silently wrong labels
+            where = samples.get("where") or [f"sample {i}" for i in range(len(encoded))]
+            for conversation, e, place in zip(samples["conversations"], encoded, where):
+                self.prompt.check_labels(conversation, e, self.max_txt_len, place)
         images, features = samples.get("image"), samples.get("image_features")
         total = sum(e.num_images_total for e in encoded)
         given = sum(0 if t is None else t.shape[0] for t in (images, features))
@@ -221,6 +262,9 @@ class MiniGPT4Qwen(BaseModel):
         selected = targets != IGNORE_INDEX
         num_tokens = int(selected.sum())
         logits = self.llm_model.get_output_embeddings()(hidden[:, :-1][selected])
+        cap = getattr(self.llm_model.config, "final_logit_softcapping", None)
+        if cap:  # Gemma 2: as its own forward does after the output layer
+            logits = torch.tanh(logits / cap) * cap
         loss = F.cross_entropy(logits.float(), targets[selected], reduction="sum") / max(num_tokens, 1)
         return {"loss": loss, "num_tokens": num_tokens, "num_padded_tokens": input_ids.numel()}
 
@@ -245,9 +289,10 @@ class MiniGPT4Qwen(BaseModel):
         kwargs = dict(
             max_new_tokens=32,
             do_sample=False,
-            eos_token_id=[tok.im_end_id, tok.im_start_id, tok.eod_id],
+            eos_token_id=self.stop_ids,
             pad_token_id=tok.pad_token_id,
-            suppress_tokens=list(range(len(tok), self.llm_model.config.vocab_size)) or None,
+            # never the embedding's padding rows, nor an image slot
+            suppress_tokens=[self.replace_image_token_id, *range(len(tok), self.llm_model.config.vocab_size)],
             # one process generates alone, also under FSDP (the runner gathers the weights first);
             # transformers would otherwise wait for the other ranks at every token
             synced_gpus=False,

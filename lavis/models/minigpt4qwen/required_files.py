@@ -37,9 +37,13 @@ def missing_weight_files(cfg):
         need("pretrained", cfg.pretrained, "BLIP-2 checkpoint with the Q-former, blip2_pretrained_flant5xxl.pth")
     if cfg.llm_arch is None:
         folder = resolve_path(cfg.llm_model)
-        need("llm_model", cfg.llm_model, "Qwen-7B-Chat (or Qwen2-format) folder: config.json", "config.json")
+        need(
+            "llm_model", cfg.llm_model, "Qwen-7B-Chat (or any transformers chat LLM) folder: config.json", "config.json"
+        )
+        model_type = _model_type(folder)
+        qwen1 = model_type == "qwen" or (model_type is None and cfg.model_type == "qwen7b_chat")
         if not cfg.llm_tokenizer:
-            if _model_type(folder) == "qwen2":
+            if not qwen1:  # any transformers-format folder
                 has = lambda name: os.path.exists(os.path.join(folder, name))  # noqa: E731
                 # qwen.tiktoken: a Qwen-7B-Chat merged by lavis.tools.merge_lora (saved in Qwen2 format)
                 if not (has("tokenizer.json") or (has("vocab.json") and has("merges.txt")) or has("qwen.tiktoken")):
@@ -47,7 +51,7 @@ def missing_weight_files(cfg):
                         (
                             "llm_model",
                             os.path.join(folder, "tokenizer.json"),
-                            "Qwen2 tokenizer: tokenizer.json (or vocab.json + merges.txt, or qwen.tiktoken)",
+                            "the LLM's tokenizer: tokenizer.json (or vocab.json + merges.txt, or qwen.tiktoken)",
                         )
                     )
             else:
@@ -57,7 +61,8 @@ def missing_weight_files(cfg):
                 (
                     "llm_model",
                     os.path.join(folder, LLM_WEIGHT_FILES[0]),
-                    "Qwen-7B-Chat weights (.safetensors or .bin shards with their index)",
+                    ("Qwen-7B-Chat" if qwen1 else "the LLM")
+                    + "'s weights (.safetensors or .bin shards, with an index)",
                 )
             )
     if cfg.llm_tokenizer:

@@ -10,9 +10,10 @@ from safetensors.torch import save_file
 
 from lavis.common.checkpoint import CheckpointError
 from lavis.models.llm import qwen_weights as qwen_loader
+from lavis.models.llm.hf_llm import load_llm
 from lavis.models.llm.llm_tokenizer import HFQwenTokenizer, load_llm_tokenizer
 from lavis.models.llm.qwen_tiktoken import QwenTokenizer
-from lavis.models.llm.qwen_weights import SequenceTooLongError, load_llm
+from lavis.models.llm.qwen_weights import SequenceTooLongError
 from lavis.models.weight_files import WeightFileError
 from tests.models import reference_impl as ref
 from tests.models.reference_files import (

@@ -255,3 +255,34 @@ def test_llm_gradient_checkpointing_gives_the_same_loss_and_gradients():
     for name, p in ckpt.named_parameters():
         if p.grad is not None:
             assert torch.allclose(p.grad, grads[name].grad, atol=1e-6), name
+
+
+def test_processors_follow_the_models_image_size():
+    from lavis.models import load_model_and_preprocess
+
+    model, vis, _ = load_model_and_preprocess("minigpt4qwen", "tiny", cfg_options={"image_size": 96})
+    image = vis["eval"](__import__("PIL.Image", fromlist=["Image"]).new("RGB", (50, 70)))
+    assert image.shape == (3, 96, 96) and vis["train"].image_size == 96
+    out = model({"image": image.unsqueeze(0), "conversations": [conv()]})
+    assert torch.isfinite(out["loss"])
+
+
+def test_a_sample_whose_labels_are_not_its_replies_is_named(monkeypatch, tmp_path):
+    """Labels one token off their reply (as a template that merges a reply with its neighbours
+    would make them) stop the step, naming the sample's file and row."""
+    from lavis.processors.chat_template import LabelMismatchError
+    from tests.helpers.families import family_options, write_family_folder
+
+    model = load_model("minigpt4qwen", "tiny", cfg_options=family_options(write_family_folder(str(tmp_path), "llama3")))
+    encode = model.prompt.encode_conversation
+
+    def shifted(conversation, max_len=None):
+        encoded = encode(conversation, max_len)
+        encoded.labels = [IGNORE_INDEX] + encoded.labels[:-1]
+        return encoded
+
+    batch = {"image": images(1), "conversations": [conv()], "where": ["data/train.json row 7"]}
+    assert torch.isfinite(model(batch)["loss"])  # as the template makes them: accepted
+    monkeypatch.setattr(model.prompt, "encode_conversation", shifted)
+    with pytest.raises(LabelMismatchError, match=r"data/train.json row 7: its supervised tokens .* are not .* 'red'"):
+        model(batch)

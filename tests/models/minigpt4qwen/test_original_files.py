@@ -256,3 +256,20 @@ def test_qwen2_folder_end_to_end(tmp_path, files):
     assert torch.isfinite(out["loss"]) and out["num_tokens"] > 10
     replies = model.generate({"image": _images(1), "text": [PROMPT]}, max_new_tokens=3, do_sample=False)
     assert isinstance(replies[0], str)
+
+
+def test_qwen2_folder_chat_streams_its_reply(tmp_path, files):
+    """A Qwen2 folder's tokenizer gives byte-level strings for its tokens: streaming decodes them
+    (it used to fail with `TypeError: can't concat str to bytes`)."""
+    from lavis.chat import ChatModel, ChatSession
+
+    folder = str(tmp_path / "Qwen2-0.5B")
+    write_qwen2_folder(folder)
+    model, vis, _ = _load(files, llm_model=folder, load_finetuned=False)
+    session = ChatSession(ChatModel(model.eval(), vis["eval"], None, "qwen7b_chat", torch.device("cpu")))
+    session.settings.set("max_new_tokens", 12)
+    pieces = []
+    reply = session.reply("Describe this image.")
+    response = reply.run(pieces.append)
+    assert reply.num_tokens > 0 and "".join(pieces) == response
+    assert response == model.llm_tokenizer.decode(reply.reply_ids, skip_special_tokens=True).strip()
