@@ -71,6 +71,20 @@ def show_encoded(tokenizer, encoded, slot_id, num_query_token):
     return "".join(out)
 
 
+def truncated(ids, labels, image_starts, max_len, num_query_token):
+    """An EncodedConversation cut to `max_len` tokens, never through an image's slots: an image that
+    would not fit whole is dropped with everything after it."""
+    total = len(image_starts)
+    if max_len is not None and len(ids) > max_len:
+        cut = max_len
+        for start in image_starts:
+            if start < cut < start + num_query_token:
+                cut = start
+        ids, labels = ids[:cut], labels[:cut]
+        image_starts = [s for s in image_starts if s + num_query_token <= cut]
+    return EncodedConversation(ids, labels, image_starts, total)
+
+
 class ChatMLPromptBuilder:
     """Turns conversations into ids/labels for training and into prompts for generation."""
 
@@ -152,15 +166,7 @@ class ChatMLPromptBuilder:
             image_starts += [len(input_ids) + s for s in starts]
             input_ids += ids
             labels += lab
-        total = len(image_starts)
-        if max_len is not None and len(input_ids) > max_len:
-            cut = max_len
-            for start in image_starts:
-                if start < cut < start + self.num_query_token:
-                    cut = start
-            input_ids, labels = input_ids[:cut], labels[:cut]
-            image_starts = [s for s in image_starts if s + self.num_query_token <= cut]
-        return EncodedConversation(input_ids, labels, image_starts, total)
+        return truncated(input_ids, labels, image_starts, max_len, self.num_query_token)
 
     @staticmethod
     def _normalise(index, message):

@@ -31,8 +31,8 @@ from lavis.processors.chat_format import (
     ROLE_ALIASES,
     ChatMLPromptBuilder,
     ConversationError,
-    EncodedConversation,
     show_encoded,
+    truncated,
 )
 
 LABEL_RULES = ("assistant", "original")
@@ -65,8 +65,9 @@ class TemplatePromptBuilder:
         self._slot_text = tokenizer.image_pad_token * num_query_token
         self._specials = sorted({tokenizer.decode([i]) for i in tokenizer.special_ids} - {""}, key=len, reverse=True)
         self._structures = functools.lru_cache(maxsize=256)(self._structure)
-        probe = self._structure(("user", "assistant"), False, False)
-        self.trims = probe["trims"]
+        # does the template strip contents (Llama 3, Gemma: `| trim`)? then contents are stripped too
+        spaced = f" {_placeholder(0)} "
+        self.trims = spaced not in self._render([{"role": "user", "content": spaced}], False)
         end_of_turn = self._end_of_turn_ids()
         self.stop_ids = sorted(end_of_turn | ({tokenizer.eod_id} if tokenizer.eod_id is not None else set()))
 
@@ -75,7 +76,7 @@ class TemplatePromptBuilder:
         return self.tok.hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
     def _structure(self, roles, with_system, add_generation_prompt):
-        """The rendered text with placeholders, the turns' starts, and whether contents are trimmed."""
+        """The rendered text with placeholders, and where each turn starts in it."""
         messages = [{"role": role, "content": _placeholder(i)} for i, role in enumerate(roles)]
         merged_system = False
         if with_system:
@@ -90,8 +91,7 @@ class TemplatePromptBuilder:
             prefix = self._render(messages[:k], False)
             starts.append(len(previous) if prefix.startswith(previous) else None)
             previous = prefix
-        trims = f" {_placeholder(0)} " not in self._render([{"role": "user", "content": f" {_placeholder(0)} "}], False)
-        return {"text": text, "starts": starts, "merged_system": merged_system, "trims": trims}
+        return {"text": text, "starts": starts, "merged_system": merged_system}
 
     def _end_of_turn_ids(self):
         """The special tokens the template puts right after an assistant reply."""
@@ -263,15 +263,7 @@ class TemplatePromptBuilder:
             labels.pop()
             ids, labels = ids + [self.tok.eod_id], labels + [self.tok.eod_id]
         image_starts = self._image_starts(ids, encoded["owner"], turns)
-        total = len(image_starts)
-        if max_len is not None and len(ids) > max_len:
-            cut = max_len
-            for start in image_starts:
-                if start < cut < start + self.num_query_token:
-                    cut = start
-            ids, labels = ids[:cut], labels[:cut]
-            image_starts = [s for s in image_starts if s + self.num_query_token <= cut]
-        return EncodedConversation(ids, labels, image_starts, total)
+        return truncated(ids, labels, image_starts, max_len, self.num_query_token)
 
     def _labels(self, encoded, turns):
         ids, owner, spans = encoded["ids"], encoded["owner"], encoded["spans"]

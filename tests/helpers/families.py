@@ -10,8 +10,11 @@ import json
 import os
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM
+
+from lavis.datasets.synthetic.tiny_vocab import LLAMA3_PATTERN
+from lavis.models.llm.bpe_train import train_byte_level_tokenizer
 
 CORPUS = [
     "You are a helpful assistant.",
@@ -21,11 +24,6 @@ CORPUS = [
     "Tell me a story about a blue square and a green triangle. 😀 🎉",
     "system user assistant model",
 ]
-GPT_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-
 CHATML = (
     "{%- if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
     "{%- endif %}{%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
@@ -86,24 +84,6 @@ END_OF_TURN = {
 }  # fmt: skip
 
 
-def _bytelevel(specials):
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(GPT_PATTERN), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=420, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
-    )
-    tok.train_from_iterator(CORPUS * 20, trainer)
-    tok.add_special_tokens(specials)
-    return tok
-
-
 def _sentencepiece(specials, unk):
     """BPE on '▁'-joined text with byte fallback, as Llama-2/Mistral/Gemma/Phi-3 tokenizers are."""
     base = Tokenizer(models.BPE())
@@ -125,7 +105,10 @@ def write_family_folder(folder, family, seed=0, hidden=64, spare_rows=8):
     """A tiny `family` chat LLM folder (its embedding `spare_rows` longer than the vocabulary); returns its path."""
     model_type, kind, specials, bos, eos, pad, template, _ = FAMILIES[family]
     unk = "<unk>" if "<unk>" in specials else None
-    tok = _bytelevel(specials) if kind == "bytelevel" else _sentencepiece(specials, unk or "<unk>")
+    if kind == "bytelevel":
+        tok = train_byte_level_tokenizer(CORPUS * 20, LLAMA3_PATTERN, 420, specials)
+    else:
+        tok = _sentencepiece(specials, unk or "<unk>")
     os.makedirs(folder, exist_ok=True)
     tok.save(os.path.join(folder, "tokenizer.json"))
     with open(os.path.join(folder, "tokenizer_config.json"), "w", encoding="utf-8") as f:

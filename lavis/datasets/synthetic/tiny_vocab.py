@@ -12,10 +12,8 @@ regenerates them byte for byte.
 import json
 import os
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
 from lavis.datasets.synthetic.shapes import corpus_lines
-from lavis.models.llm.bpe_train import train_bpe, write_tiktoken_file
+from lavis.models.llm.bpe_train import train_bpe, train_byte_level_tokenizer, write_tiktoken_file
 
 NUM_MERGES = 400
 _CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")
@@ -48,19 +46,7 @@ def build_tiny_vocab(path=TINY_VOCAB_PATH):
 
 def build_tiny_llama_tokenizer(folder=TINY_LLAMA_TOKENIZER):
     """tokenizer.json + tokenizer_config.json of the tiny Llama-style preset; returns the folder."""
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(vocab_size=256 + NUM_MERGES, initial_alphabet=alphabet, show_progress=False)
-    tok.train_from_iterator(corpus_lines(), trainer)
-    tok.add_special_tokens(LLAMA3_SPECIALS)
+    tok = train_byte_level_tokenizer(corpus_lines(), LLAMA3_PATTERN, 256 + NUM_MERGES, LLAMA3_SPECIALS)
     os.makedirs(folder, exist_ok=True)
     tok.save(os.path.join(folder, "tokenizer.json"))
     config = {

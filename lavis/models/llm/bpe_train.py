@@ -10,6 +10,9 @@ corpus; it needs a vocabulary of a few hundred tokens rather than Qwen's
 Ranks ``0..255`` are the single bytes in byte order; every later rank is the
 concatenation of two lower-rank tokens, so ``tiktoken`` (which merges adjacent
 parts by the rank of their concatenation) can reach every token.
+
+:func:`train_byte_level_tokenizer` trains the transformers kind (a `tokenizers` byte-level BPE
+with a GPT-style pre-tokenizer regex, as Llama 3 and Qwen2 ship in `tokenizer.json`).
 """
 
 import heapq
@@ -17,6 +20,7 @@ import unicodedata
 from collections import Counter, defaultdict
 
 import regex
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from lavis.models.llm.qwen_tiktoken import PAT_STR, dump_tiktoken_bpe
 
@@ -122,3 +126,23 @@ def write_tiktoken_file(ranks, path):
             raise ValueError(f"ranks must be unique non-negative ints, got {rank!r} for {token!r}")
         seen.add(rank)
     return dump_tiktoken_bpe(ranks, path)
+
+
+def train_byte_level_tokenizer(texts, pattern, vocab_size, special_tokens):
+    """A `tokenizers` byte-level BPE (NFC, `pattern` then byte-level pre-tokenisation) trained on
+    `texts` to `vocab_size` tokens, with `special_tokens` added after them."""
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    tok.train_from_iterator(
+        texts, trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=alphabet, show_progress=False)
+    )
+    tok.add_special_tokens(list(special_tokens))
+    return tok

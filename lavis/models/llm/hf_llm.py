@@ -17,7 +17,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from lavis.common.dtypes import dtype_named, is_dtype_name
 from lavis.common.schema import LlmArch
 from lavis.common.utils import resolve_path
-from lavis.models.llm.qwen_llm import build_qwen_llm, padded_vocab_size
+from lavis.models.llm.qwen_llm import build_qwen_llm, decoder_kwargs
 from lavis.models.llm.qwen_weights import DTYPE_NAMES, load_qwen1_llm, read_generation_config, read_json
 from lavis.models.weight_files import WeightFileError
 
@@ -29,24 +29,7 @@ def build_llm(arch, num_tokens, eod_id):
         return build_qwen_llm(arch, num_tokens, eod_id)
     if arch.family not in CONFIG_MAPPING:
         raise ValueError(f"model.llm_arch.family {arch.family!r} is not a transformers model type")
-    if arch.hidden_size % arch.num_heads:
-        raise ValueError(f"llm_arch.hidden_size {arch.hidden_size} is not divisible by num_heads {arch.num_heads}")
-    config = AutoConfig.for_model(
-        arch.family,
-        vocab_size=padded_vocab_size(num_tokens, arch.vocab_pad_to),
-        hidden_size=arch.hidden_size,
-        intermediate_size=arch.intermediate_size,
-        num_hidden_layers=arch.num_layers,
-        num_attention_heads=arch.num_heads,
-        num_key_value_heads=arch.num_heads,
-        max_position_embeddings=arch.max_position_embeddings,
-        rope_theta=arch.rope_theta,
-        rms_norm_eps=arch.rms_norm_eps,
-        tie_word_embeddings=False,
-        bos_token_id=eod_id,
-        eos_token_id=eod_id,
-        pad_token_id=eod_id,
-    )
+    config = AutoConfig.for_model(arch.family, **decoder_kwargs(arch, num_tokens, eod_id))
     return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
 
 

@@ -17,11 +17,12 @@ def padded_vocab_size(num_tokens, pad_to):
     return int(math.ceil(num_tokens / pad_to) * pad_to)
 
 
-def llm_config(arch, num_tokens, eod_id):
+def decoder_kwargs(arch, num_tokens, eod_id):
+    """The config keys of a decoder of shape `arch` (an LlmArch or its dict), for any family."""
     arch = LlmArch(**arch) if isinstance(arch, dict) else arch
     if arch.hidden_size % arch.num_heads:
         raise ValueError(f"llm_arch.hidden_size {arch.hidden_size} is not divisible by num_heads {arch.num_heads}")
-    return Qwen2Config(
+    return dict(
         vocab_size=padded_vocab_size(num_tokens, arch.vocab_pad_to),
         hidden_size=arch.hidden_size,
         intermediate_size=arch.intermediate_size,
@@ -32,11 +33,17 @@ def llm_config(arch, num_tokens, eod_id):
         rope_theta=arch.rope_theta,
         rms_norm_eps=arch.rms_norm_eps,
         tie_word_embeddings=False,
-        use_sliding_window=False,
-        hidden_act="silu",
         bos_token_id=eod_id,
         eos_token_id=eod_id,
         pad_token_id=eod_id,
+    )
+
+
+def llm_config(arch, num_tokens, eod_id):
+    return Qwen2Config(
+        **decoder_kwargs(arch, num_tokens, eod_id),
+        use_sliding_window=False,
+        hidden_act="silu",
         attn_implementation="sdpa",
     )
 
