@@ -62,9 +62,8 @@ class HFTokenizer:
         self.eod_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eod_id
         self.chat_template = getattr(tokenizer, "chat_template", None)
-        self.special_ids = set(tokenizer.all_special_ids) | {
-            i for t, i in tokenizer.get_added_vocab().items() if _is_special(tokenizer, t)
-        }
+        added = tokenizer.added_tokens_decoder
+        self.special_ids = set(tokenizer.all_special_ids) | {i for i, token in added.items() if token.special}
         self.vocab_file = getattr(tokenizer, "name_or_path", None)
 
     @classmethod
@@ -144,11 +143,6 @@ def auto_tokenizer(folder):
         return AutoTokenizer.from_pretrained(os.fspath(folder), local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot load the tokenizer in {folder}: {err}") from None
-
-
-def _is_special(tokenizer, token):
-    added = tokenizer.added_tokens_decoder
-    return any(t.content == token and t.special for t in added.values())
 
 
 class _IncrementalDecoder:
