@@ -131,6 +131,8 @@ class DatasetConfig:
     vis_processor: ProcessorsConfig = field(default_factory=ProcessorsConfig)
     text_processor: ProcessorsConfig = field(default_factory=ProcessorsConfig)
     generator: Optional[Dict[str, Any]] = None  # synthetic datasets: arguments of their generator
+    image_placeholder: str = "<ImageHere>"  # the data's image mark in user turns (LLaVA's files: "<image>")
+    caption_instructions: Optional[List[str]] = None  # caption rows: user turns drawn from these (None: built-in)
 
 
 STRATEGIES = ("ddp", "fsdp")  # the values of run.strategy

@@ -74,5 +74,7 @@ class BaseDatasetBuilder:
                 text_processor=self.text_processors["train" if is_train else "eval"],
                 vis_root=vis_root,
                 ann_paths=[get_cache_path(p) for p in paths],
+                image_placeholder=self.config.image_placeholder,
+                caption_instructions=self.config.caption_instructions,
             )
         return datasets

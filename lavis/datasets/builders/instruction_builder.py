@@ -1,4 +1,6 @@
-"""Registered instruction-tuning datasets: the original's two, and the synthetic shapes set."""
+"""Registered datasets: the original's two instruction sets, LLaVA's released files (the 558k
+caption pairs of stage 1, the LLaVA-1.5 665k mixture of stage 2), LAVIS-format caption rows, and
+the synthetic shapes set."""
 
 import os
 
@@ -16,6 +18,28 @@ class Minigpt4InstructionBuilder(BaseDatasetBuilder):
 @registry.register_builder("llava_instruction")
 class LlavaInstructionBuilder(BaseDatasetBuilder):
     DATASET_CONFIG_DICT = {"default": "configs/datasets/llava_instruction/defaults_instruction.yaml"}
+
+
+@registry.register_builder("llava_pretrain")
+class LlavaPretrainBuilder(BaseDatasetBuilder):
+    """LLaVA's `blip_laion_cc_sbu_558k.json` as released (caption pairs in LLaVA's conversation rows)."""
+
+    DATASET_CONFIG_DICT = {"default": "configs/datasets/llava_pretrain/defaults.yaml"}
+
+
+@registry.register_builder("llava_mix665k")
+class LlavaMix665kBuilder(BaseDatasetBuilder):
+    """LLaVA-1.5's `llava_v1_5_mix665k.json` as released: multi-turn rows, text-only rows, images
+    under one root with its source folders (coco, gqa, ocr_vqa, textvqa, vg)."""
+
+    DATASET_CONFIG_DICT = {"default": "configs/datasets/llava_mix665k/defaults.yaml"}
+
+
+@registry.register_builder("caption")
+class CaptionBuilder(BaseDatasetBuilder):
+    """LAVIS's caption rows (`{"image", "caption"}`), each asked with an instruction drawn per sample."""
+
+    DATASET_CONFIG_DICT = {"default": "configs/datasets/caption/defaults.yaml"}
 
 
 @registry.register_builder("shapes_instruction")

@@ -30,19 +30,30 @@ from torch.utils.data import Dataset
 from lavis.common.errors import UserError
 from lavis.processors.chat_format import IMAGE_TOKEN, ROLE_ALIASES
 
+#: What a caption row's user turn asks (one drawn per sample), unless the dataset config lists others
+CAPTION_INSTRUCTIONS = (
+    "Describe the image briefly.",
+    "Write a short caption for the image.",
+    "简要描述这张图片。",
+    "用一句话描述这张图片。",
+)
+
 
 class AnnotationError(UserError, ValueError):
     """An annotation file that cannot be read at all."""
 
 
-def normalise_row(row, vis_root=None):
-    """One annotation row -> {"images": [...], "conversations": [...], "meta": {...}}; ValueError if unusable."""
+def normalise_row(row, vis_root=None, placeholder=IMAGE_TOKEN):
+    """One annotation row -> {"images": [...], "conversations": [...], "caption": ..., "meta": {...}};
+    ValueError if unusable.  `placeholder` is the data's image mark in user turns (LLaVA's `<image>`),
+    which becomes `<ImageHere>`; a caption row's conversation is made per sample (`caption` set)."""
     if not isinstance(row, dict):
         raise ValueError(f"row is a {type(row).__name__}, not an object")
     images = row.get("image", [])
     images = [images] if isinstance(images, str) else images
     if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
         raise ValueError("'image' must be a path or a list of paths")
+    caption = None
     if "conversations" in row:
         conversations = row["conversations"]
         if not isinstance(conversations, list) or not conversations:
@@ -63,20 +74,32 @@ def normalise_row(row, vis_root=None):
         conversations = []
         for question, answer in zip(instructions, outputs):
             conversations += [{"from": "user", "value": question}, {"from": "assistant", "value": answer}]
+    elif "caption" in row:  # LAVIS's caption rows: the instruction is drawn per sample
+        caption = row["caption"]
+        if not isinstance(caption, str) or not caption.strip() or len(images) != 1:
+            raise ValueError("a caption row needs one 'image' and a non-empty string 'caption'")
+        conversations = [{"from": "user", "value": placeholder}, {"from": "assistant", "value": caption}]
     else:
-        raise ValueError("row needs 'conversations', or 'instruction' and 'output'")
+        raise ValueError("row needs 'conversations', 'instruction' and 'output', or 'caption'")
+    if placeholder != IMAGE_TOKEN:  # the data's mark becomes ours, in user turns only
+        conversations = [
+            {**m, "value": m["value"].replace(placeholder, IMAGE_TOKEN)}
+            if ROLE_ALIASES[str(m["from"]).lower()] == "user"
+            else m
+            for m in conversations
+        ]
     slots = sum(m["value"].count(IMAGE_TOKEN) for m in conversations if ROLE_ALIASES[str(m["from"]).lower()] == "user")
     if slots != len(images):
-        raise ValueError(f"{slots} {IMAGE_TOKEN} in user turns but {len(images)} image(s)")
+        raise ValueError(f"{slots} {placeholder} in user turns but {len(images)} image(s)")
     if vis_root is not None:
         for path in images:
             if not os.path.isfile(os.path.join(vis_root, path)):
                 raise ValueError(f"image file not found: {os.path.join(vis_root, path)}")
-    meta = {k: v for k, v in row.items() if k not in ("image", "conversations", "instruction", "output")}
-    return {"images": images, "conversations": conversations, "meta": meta}
+    meta = {k: v for k, v in row.items() if k not in ("image", "conversations", "instruction", "output", "caption")}
+    return {"images": images, "conversations": conversations, "caption": caption, "meta": meta}
 
 
-def load_annotations(ann_paths, vis_root):
+def load_annotations(ann_paths, vis_root, placeholder=IMAGE_TOKEN):
     rows, problems = [], []
     for ann_path in ann_paths:
         try:
@@ -90,7 +113,7 @@ def load_annotations(ann_paths, vis_root):
             raise AnnotationError(f"annotation file {ann_path} must hold a JSON list of rows")
         for index, row in enumerate(data):
             try:
-                rows.append({**normalise_row(row, vis_root), "where": f"{ann_path} row {index}"})
+                rows.append({**normalise_row(row, vis_root, placeholder), "where": f"{ann_path} row {index}"})
             except ValueError as err:
                 problems.append(f"{ann_path} row {index}: {err}")
     if problems:
@@ -101,11 +124,20 @@ def load_annotations(ann_paths, vis_root):
 
 
 class InstructionDataset(Dataset):
-    def __init__(self, vis_processor, text_processor, vis_root, ann_paths):
+    def __init__(
+        self,
+        vis_processor,
+        text_processor,
+        vis_root,
+        ann_paths,
+        image_placeholder=IMAGE_TOKEN,
+        caption_instructions=None,
+    ):
         self.vis_root = vis_root
         self.vis_processor = vis_processor
         self.text_processor = text_processor
-        self.annotation = load_annotations(ann_paths, vis_root)
+        self.caption_instructions = list(caption_instructions or CAPTION_INSTRUCTIONS)
+        self.annotation = load_annotations(ann_paths, vis_root, image_placeholder)
         if not self.annotation:
             raise AnnotationError(f"no usable rows in {list(ann_paths)}")
         self._augment_seed = None
@@ -123,6 +155,13 @@ class InstructionDataset(Dataset):
         with torch.random.fork_rng(devices=[]):  # the caller's CPU generator is left as it was
             torch.default_generator.manual_seed((seed * 1_000_003 + epoch) * 10_000_019 + index)
             yield
+
+    def _caption_instruction(self, index):
+        """Sample `index`'s caption instruction: drawn from (seed, epoch, index) when training (set_epoch),
+        else from the index alone, so a resumed run and every worker draw the same one."""
+        seed, epoch = self._augment_seed or (0, 0)
+        generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 10_000_019 + index)
+        return self.caption_instructions[int(torch.randint(len(self.caption_instructions), (1,), generator=generator))]
 
     def lengths(self, image_tokens):
         """A cheap estimate of each sample's token count: UTF-8 bytes of its text / 3 (about one
@@ -162,6 +201,10 @@ class InstructionDataset(Dataset):
                     "unreadable image in sample %d (%s): %s; using the next sample", index + attempt, row["images"], err
                 )
                 continue
+            source = row["conversations"]
+            if row["caption"] is not None:  # the image, then one of the caption instructions
+                instruction = self._caption_instruction((index + attempt) % len(self.annotation))
+                source = [{"from": "user", "value": f"<Img>{source[0]['value']}</Img> {instruction}"}, source[1]]
             conversations = [
                 {
                     "from": m["from"],
@@ -169,7 +212,7 @@ class InstructionDataset(Dataset):
                     if ROLE_ALIASES[str(m["from"]).lower()] == "user"
                     else m["value"],
                 }
-                for m in row["conversations"]
+                for m in source
             ]
             key = "image" if self.feature_store is None else "image_features"
             return {

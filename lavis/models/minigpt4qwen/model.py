@@ -266,7 +266,20 @@ class MiniGPT4Qwen(BaseModel):
         if cap:  # Gemma 2: as its own forward does after the output layer
             logits = torch.tanh(logits / cap) * cap
         loss = F.cross_entropy(logits.float(), targets[selected], reduction="sum") / max(num_tokens, 1)
+        if image_embeds is None and torch.is_grad_enabled():
+            loss = loss + self._image_side_anchor()
         return {"loss": loss, "num_tokens": num_tokens, "num_padded_tokens": input_ids.numel()}
+
+    def _image_side_anchor(self):
+        """0 x the trainable image-side weights: a batch without images (text-only rows) gives them a
+        zero gradient instead of none, so DDP/FSDP ranks whose batches differ reduce the same
+        gradients (a rank with no image in its batch would otherwise hang the others), without
+        running the ViT or Q-former."""
+        params = [p for m in (self.visual_encoder, self.ln_vision, self.Qformer, self.llm_proj) for p in m.parameters()]
+        return sum(
+            (p.sum() * 0.0 for p in [*params, self.query_tokens] if p.requires_grad),
+            torch.zeros((), device=self.device),
+        )
 
     def _decoder(self):
         """The LLM's transformer body (under a LoRA wrapper if there is one)."""
