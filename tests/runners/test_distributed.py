@@ -172,3 +172,35 @@ def test_plain_python_is_single_process(monkeypatch):
     dist_utils.barrier()
     dist_utils.destroy_process_group()
     assert dist_utils.all_reduce_mean([1.5]) == [1.5]
+
+
+@pytest.mark.slow
+def test_a_rank_whose_batch_has_no_image_neither_hangs_nor_fails(shapes_root, tmp_path):
+    """Two rows, one with an image and one text-only (LLaVA's mixture has both), one row per rank
+    per step: at every step one rank's batch has no image, and DDP still reduces every gradient."""
+    image_row = json.loads((shapes_root / "train.json").read_text(encoding="utf-8"))[0]
+    rows = [
+        {"id": "img", "image": image_row["image"], "conversations": [
+            {"from": "human", "value": "<image>\nWhat colour is the shape?"}, {"from": "gpt", "value": "red"}]},
+        {"id": "text", "conversations": [{"from": "human", "value": "Say hi."}, {"from": "gpt", "value": "hi"}]},
+    ]  # fmt: skip
+    (tmp_path / "mix.json").write_text(json.dumps(rows), encoding="utf-8")
+    cfg = tmp_path / "mix.yaml"
+    cfg.write_text(
+        textwrap.dedent(
+            f"""
+            model: {{arch: minigpt4qwen, model_type: tiny}}
+            datasets:
+              llava_mix665k:
+                build_info:
+                  annotations: {{train: {{storage: {tmp_path / "mix.json"}}}}}
+                  images: {{storage: {shapes_root / "image"}}}
+                vis_processor: {{train: {{name: blip_image_eval, image_size: 64}}}}
+            run: {{max_epoch: 3, batch_size_train: 1, device: cpu, threads: 1, dist_timeout_s: 60,
+                   output_dir: {tmp_path / "out"}, tensorboard: False}}
+            """
+        )
+    )
+    result = torchrun(cfg, "run.seed=1", timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(steps(job_dir(tmp_path / "out"))) == 3  # one step per epoch, each with one text-only rank
