@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from lavis.chat.errors import ChatError, one_line
 from lavis.chat.settings import MAX_WINDOW_SIZE, GenerationSettings
-from lavis.common.checkpoint import EPOCH_END, CheckpointError, checkpoint_position, list_checkpoints, load_file
+from lavis.common.checkpoint import CheckpointError, latest_epoch_checkpoint, load_file
 from lavis.common.config import ConfigError, build_model_config, drop_unused_keys, load_preprocess_config
 from lavis.common.errors import MissingFilesError
 from lavis.common.registry import registry
@@ -46,12 +46,9 @@ def find_latest_checkpoint(output_dir=None):
     hint = "train one first with `python train.py`, or pass a checkpoint path"
     if not os.path.isdir(output_dir):
         raise ChatError(f"no checkpoint found: {output_dir} does not exist; {hint}")
-    jobs = sorted((d for d in os.listdir(output_dir) if os.path.isdir(os.path.join(output_dir, d))), reverse=True)
-    for job in jobs:
-        # epoch-end checkpoints only (not a run's mid-epoch `checkpoint_<epoch>_iter<K>.pth`)
-        ends = [p for p in list_checkpoints(os.path.join(output_dir, job)) if checkpoint_position(p)[1] == EPOCH_END]
-        if ends:
-            return ends[-1]  # the list is in position order: the highest epoch
+    found = latest_epoch_checkpoint(output_dir)  # epoch-end only: not a run's mid-epoch checkpoints
+    if found is not None:
+        return found
     raise ChatError(f"no checkpoint found in {output_dir}; {hint}")
 
 

@@ -108,3 +108,16 @@ def latest_checkpoint(output_dir):
         if checkpoints:
             return checkpoints[-1]
     return None
+
+
+def latest_epoch_checkpoint(folder):
+    """The highest-epoch `checkpoint_<epoch>.pth` (epoch-end, not mid-epoch) of `folder` itself or,
+    for a run's output folder, of the newest job folder that has one; None if there is none."""
+    if not os.path.isdir(folder):
+        return None
+    jobs = sorted((os.path.join(folder, d) for d in os.listdir(folder)), reverse=True)
+    for job in [folder, *(j for j in jobs if os.path.isdir(j))]:
+        ends = [p for p in list_checkpoints(job) if checkpoint_position(p)[1] == EPOCH_END]
+        if ends:
+            return ends[-1]  # the list is in position order: the highest epoch
+    return None

@@ -23,19 +23,20 @@ def get_abs_path(rel_path):
 
 
 def resolve_path(path):
-    """A config path: absolute as is; relative under the cache root, or else shipped in the package.
+    """A config path: absolute as is; relative under the cache root, or else shipped in the package,
+    or else under the working directory (a run's `output/...`, as `run.output_dir` writes it).
 
-    Relative paths that exist under neither place resolve under the cache root, so that
+    Relative paths that exist in none of these places resolve under the cache root, so that
     error messages say where the user should put the file.
     """
     path = os.path.expanduser(str(path))
     if os.path.isabs(path):
         return path
     cached = get_cache_path(path)
-    if os.path.exists(cached):
-        return cached
-    shipped = get_abs_path(path)
-    return shipped if os.path.exists(shipped) else cached
+    for candidate in (cached, get_abs_path(path), os.path.abspath(path)):
+        if os.path.exists(candidate):
+            return candidate
+    return cached
 
 
 def is_url(path):

@@ -57,3 +57,24 @@ def test_interrupted_write_keeps_previous_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert load_file(path)["v"].item() == 1.0
     assert sorted(os.listdir(tmp_path)) == ["ckpt.pth"]
+
+
+def test_latest_epoch_checkpoint_of_an_output_or_a_job_folder(tmp_path):
+    from lavis.common.checkpoint import latest_epoch_checkpoint
+
+    def touch(relative):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(b"")
+
+    for name in (
+        "20260101000000/checkpoint_0.pth",
+        "20260101000000/checkpoint_1.pth",
+        "20260102000000/checkpoint_0_iter4.pth",
+    ):
+        touch(name)
+    assert latest_epoch_checkpoint(str(tmp_path)) == str(tmp_path / "20260101000000" / "checkpoint_1.pth")
+    assert latest_epoch_checkpoint(str(tmp_path / "20260101000000")) == str(
+        tmp_path / "20260101000000" / "checkpoint_1.pth"
+    )
+    assert latest_epoch_checkpoint(str(tmp_path / "20260102000000")) is None  # mid-epoch only
+    assert latest_epoch_checkpoint(str(tmp_path / "absent")) is None

@@ -119,3 +119,27 @@ def test_a_dataset_processor_of_another_size_than_the_model_is_a_config_error():
         "model.image_size=96",
         *[f"datasets.shapes_instruction.vis_processor.{s}.image_size=96" for s in ("train", "eval")],
     )
+
+
+@pytest.mark.parametrize(
+    "path, released",
+    [
+        ("lavis/projects/pretrain/qwen7b_chat_llava558k.yaml", "llava/blip_laion_cc_sbu_558k.json"),
+        ("lavis/projects/pretrain/qwen2_5_7b_instruct_llava558k.yaml", "llava/blip_laion_cc_sbu_558k.json"),
+        ("lavis/projects/sft/qwen7b_chat_llava665k.yaml", "llava/llava_v1_5_mix665k.json"),
+        ("lavis/projects/sft/qwen2_5_7b_instruct_llava665k.yaml", "llava/llava_v1_5_mix665k.json"),
+    ],
+)
+def test_the_two_stage_recipes_name_every_missing_file_at_once(path, released, tmp_path, monkeypatch):
+    from lavis.common.errors import MissingFilesError
+    from lavis.common.registry import registry
+    from lavis.tasks import setup_task
+
+    monkeypatch.setitem(registry.mapping["path"], "cache_root", str(tmp_path))  # an empty cache
+    cfg = make(path)
+    with pytest.raises(MissingFilesError) as err:
+        setup_task(cfg).check_files(cfg)
+    keys = [key for key, _, _ in err.value.missing]
+    assert {"vit_ckpt", "pretrained", "llm_model"} <= set(keys) and any(released in p for _, p, _ in err.value.missing)
+    if "/sft/" in path:  # stage 2 starts from stage 1's output folder
+        assert cfg.model_cfg.load_finetuned and cfg.model_cfg.finetuned.startswith("output/pretrain/")

@@ -361,3 +361,16 @@ def test_corpus_covers_everything(small):
         assert a in present
     assert 200 <= len(lines) and len(lines) == len(present)
     assert any("\u4e00" <= ch <= "\u9fff" for ch in "".join(lines))
+
+
+def test_caption_rows_name_each_train_images_colour_and_shape(small):
+    rows, meta = load(small, "train_captions.json"), load(small, "metadata.json")
+    train = [m for m in meta if m["split"] == "train"]
+    assert [r["image"] for r in rows] == [m["image"] for m in train]
+    zh = {v: k for k, v in ANSWERS["colour"]["zh"].items()} | {v: k for k, v in ANSWERS["shape"]["zh"].items()}
+    for i, (row, m) in enumerate(zip(rows, train)):
+        if i % 2 == 0:
+            assert row["caption"] == f"a {m['colour']} {m['shape']}"
+        else:
+            colour, shape = row["caption"].split("的")
+            assert (zh[colour], zh[shape]) == (m["colour"], m["shape"])

@@ -54,3 +54,10 @@ class ShapesInstructionBuilder(BaseDatasetBuilder):
     def prepare(self):
         root = os.path.dirname(get_cache_path(self.config.build_info.images.storage).rstrip("/"))
         ensure_shapes_dataset(root, **(self.config.generator or {}))
+
+
+@registry.register_builder("shapes_caption")
+class ShapesCaptionBuilder(ShapesInstructionBuilder):
+    """The same synthetic images as caption rows ("a red circle" / "红色的圆形"): the two-stage demo's stage 1."""
+
+    DATASET_CONFIG_DICT = {"default": "configs/datasets/shapes_caption/defaults.yaml"}

@@ -12,6 +12,8 @@ writes, once, into ``cache/dataset/shapes_instruction/`` (:data:`DEFAULT_ROOT`):
     image/val_00000.png ...       held-out images (separate random draws, same distribution)
     train.json                    multi-turn "conversations" format (1-2 Q/A turns)
     train_instruction.json        the same images, single-turn "instruction"/"output" format
+    train_captions.json           the same images as LAVIS caption rows ("a red circle" / "红色的圆形"),
+                                  for the two-stage demo's caption stage
     val.json                      single-turn "conversations" + "qtype" / "lang" keys
     metadata.json                 per image: split, shape, colour, position, bbox, background
     corpus.txt                    every question/answer string + generic chat lines
@@ -67,7 +69,7 @@ __all__ = [
 ]
 
 #: Bump whenever the generator's output changes, so caches are regenerated.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: train_captions.json
 
 #: Where the tiny default run keeps this dataset (relative to the cache root).
 DEFAULT_ROOT = "cache/dataset/shapes_instruction"
@@ -229,6 +231,17 @@ def answer_for(meta: dict, qtype: str, lang: str) -> str:
     """Canonical answer to a ``qtype`` question in ``lang`` about an image's meta."""
     key = meta["colour"] if qtype == "colour" else meta["shape"]
     return ANSWERS[qtype][lang][key]
+
+
+def caption_for(meta: dict, lang: str) -> str:
+    """A short caption of one image, e.g. "a red circle" or "红色的圆形"."""
+    colour, shape = ANSWERS["colour"][lang][meta["colour"]], ANSWERS["shape"][lang][meta["shape"]]
+    return f"a {colour} {shape}" if lang == "en" else f"{colour}的{shape}"
+
+
+def captions(metas) -> list[dict]:
+    """LAVIS caption rows for the images in `metas`, alternating English and Chinese captions."""
+    return [{"image": m["image"], "caption": caption_for(m, LANGS[i % 2])} for i, m in enumerate(metas)]
 
 
 # --------------------------------------------------------------------------
@@ -482,6 +495,7 @@ def _generate(root: Path, params: dict) -> dict:
 
     _atomic_write_json(root / "train.json", train)
     _atomic_write_json(root / "train_instruction.json", train_instruction)
+    _atomic_write_json(root / "train_captions.json", captions(m for m in metadata if m["split"] == "train"))
     _atomic_write_json(root / "val.json", val)
     _atomic_write_json(root / "metadata.json", metadata)
     _atomic_write_text(root / "corpus.txt", "\n".join(corpus_lines()) + "\n")

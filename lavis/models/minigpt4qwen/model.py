@@ -10,11 +10,13 @@ Each part is built (and its original file loaded) by its own sub-package: `visio
 
 import contextlib
 import logging
+import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lavis.common.checkpoint import CheckpointError, latest_epoch_checkpoint
 from lavis.common.dtypes import dtype_named
 from lavis.common.registry import registry
 from lavis.common.utils import resolve_path
@@ -41,6 +43,17 @@ LLM_PRESETS = {
     "mistral_7b_instruct": "ckpt/Mistral-7B-Instruct-v0.3",
     "phi3_5_mini_instruct": "ckpt/Phi-3.5-mini-instruct",
 }
+
+
+def finetuned_checkpoint(path):
+    """`model.finetuned`: a checkpoint file, or a run's output folder (its newest job's newest
+    epoch-end checkpoint; a job folder itself works too): how stage 2 names stage 1's weights."""
+    if not os.path.isdir(path):
+        return path
+    found = latest_epoch_checkpoint(path)
+    if found is None:
+        raise CheckpointError(f"model.finetuned: no epoch-end checkpoint_<epoch>.pth under {path}")
+    return found
 
 
 def default_lora_targets(llm):
@@ -372,7 +385,7 @@ class MiniGPT4Qwen(BaseModel):
         if cfg.load_pretrained and cfg.pretrained:
             checkpoint_keys.load_blip2_pretrained(model, resolve_path(cfg.pretrained))
         if cfg.load_finetuned and (cfg.finetuned or cfg.ckpt):
-            model.load_checkpoint(resolve_path(cfg.finetuned or cfg.ckpt))
+            model.load_checkpoint(finetuned_checkpoint(resolve_path(cfg.finetuned or cfg.ckpt)))
         return model
 
     def convert_checkpoint_keys(self, state):

@@ -286,3 +286,17 @@ def test_a_sample_whose_labels_are_not_its_replies_is_named(monkeypatch, tmp_pat
     monkeypatch.setattr(model.prompt, "encode_conversation", shifted)
     with pytest.raises(LabelMismatchError, match=r"data/train.json row 7: its supervised tokens .* are not .* 'red'"):
         model(batch)
+
+
+def test_finetuned_may_name_a_runs_output_folder(tmp_path):
+    """Stage 2 names stage 1's output folder: its newest job's highest epoch-end checkpoint loads."""
+    trained = load_model("minigpt4qwen", "tiny")
+    torch.nn.init.constant_(trained.llm_proj.bias, 0.25)
+    save_file({"model": trained.trainable_state_dict()}, tmp_path / "20260101000000" / "checkpoint_3.pth")
+    save_file({"model": {}}, tmp_path / "20260101000000" / "checkpoint_2.pth")
+    model = load_model("minigpt4qwen", "tiny", cfg_options={"load_finetuned": True, "finetuned": str(tmp_path)})
+    assert torch.equal(model.llm_proj.bias, trained.llm_proj.bias)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CheckpointError, match="model.finetuned: no epoch-end checkpoint_<epoch>.pth under"):
+        load_model("minigpt4qwen", "tiny", cfg_options={"load_finetuned": True, "finetuned": str(empty)})
