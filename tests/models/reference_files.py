@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 import lavis
+from lavis.models.llm.bpe_train import train_byte_level_tokenizer
 
 TINY_TIKTOKEN = os.path.join(
     os.path.dirname(lavis.__file__), "configs", "models", "minigpt4qwen", "tiny", "qwen.tiktoken"
@@ -295,32 +296,17 @@ def write_qwen1_folder(folder, config, state, fmt="safetensors", shards=2, token
 # -- a Qwen2-format folder (transformers' own) -------------------------------------------------------------
 def write_qwen2_tokenizer(folder, with_image_pad=False):
     """A small byte-level BPE tokenizer with Qwen2's special tokens, built offline."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
     pattern = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
     corpus = [
         "You are a helpful assistant.",
         "Describe this image in detail.",
         "A red cat sits on the mat.",
         "system user assistant",
     ]
-    tok.train_from_iterator(
-        corpus * 20,
-        trainers.BpeTrainer(vocab_size=360, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False),
-    )
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + (
         ["<|vision_start|>", "<|image_pad|>"] if with_image_pad else []
     )
-    tok.add_special_tokens(specials)
+    tok = train_byte_level_tokenizer(corpus * 20, pattern, 360, specials)
     os.makedirs(folder, exist_ok=True)
     tok.save(os.path.join(folder, "tokenizer.json"))
     with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
