@@ -71,6 +71,16 @@ def show_encoded(tokenizer, encoded, slot_id, num_query_token):
     return "".join(out)
 
 
+def normalise_message(index, message):
+    """A conversation's message `index` -> (user | assistant, its text); ConversationError if unusable."""
+    if not isinstance(message, dict) or "from" not in message or "value" not in message:
+        raise ConversationError(f"message {index} must be a dict with 'from' and 'value', got {message!r:.120}")
+    role = ROLE_ALIASES.get(str(message["from"]).lower())
+    if role is None:
+        raise ConversationError(f"message {index}: unknown role {message['from']!r}; use one of {sorted(ROLE_ALIASES)}")
+    return role, message["value"]
+
+
 def truncated(ids, labels, image_starts, max_len, num_query_token):
     """An EncodedConversation cut to `max_len` tokens, never through an image's slots: an image that
     would not fit whole is dropped with everything after it."""
@@ -153,7 +163,7 @@ class ChatMLPromptBuilder:
         Truncation never cuts an image's slots in half: an image that would not fit whole is
         dropped together with everything after it.
         """
-        turns = [self._normalise(i, message) for i, message in enumerate(conversation)]
+        turns = [normalise_message(i, message) for i, message in enumerate(conversation)]
         if turns and turns[0][0] != "user":
             turns = turns[1:]
         input_ids = self.system_ids(system)
@@ -167,17 +177,6 @@ class ChatMLPromptBuilder:
             input_ids += ids
             labels += lab
         return truncated(input_ids, labels, image_starts, max_len, self.num_query_token)
-
-    @staticmethod
-    def _normalise(index, message):
-        if not isinstance(message, dict) or "from" not in message or "value" not in message:
-            raise ConversationError(f"message {index} must be a dict with 'from' and 'value', got {message!r:.120}")
-        role = ROLE_ALIASES.get(str(message["from"]).lower())
-        if role is None:
-            raise ConversationError(
-                f"message {index}: unknown role {message['from']!r}; use one of {sorted(ROLE_ALIASES)}"
-            )
-        return role, message["value"]
 
     # -- generation ----------------------------------------------------------
     def generation_ids(self, query, history=(), system=None, max_window_size=None):

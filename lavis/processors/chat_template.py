@@ -28,9 +28,9 @@ from lavis.processors.chat_format import (
     IGNORE_INDEX,
     IMAGE_SLOT,
     IMAGE_TOKEN,
-    ROLE_ALIASES,
     ChatMLPromptBuilder,
     ConversationError,
+    normalise_message,
     show_encoded,
     truncated,
 )
@@ -239,16 +239,10 @@ class TemplatePromptBuilder:
     def _turns(self, conversation):
         turns = []
         for index, message in enumerate(conversation):
-            if not isinstance(message, dict) or "from" not in message or "value" not in message:
-                raise ConversationError(f"message {index} must be a dict with 'from' and 'value', got {message!r:.120}")
-            role = ROLE_ALIASES.get(str(message["from"]).lower())
-            if role is None:
-                raise ConversationError(
-                    f"message {index}: unknown role {message['from']!r}; use one of {sorted(ROLE_ALIASES)}"
-                )
-            if not isinstance(message["value"], str):
-                raise ConversationError(f"message value must be a string, got {type(message['value']).__name__}")
-            turns.append((role, _parts(message["value"]) if role == "user" else [message["value"]]))
+            role, text = normalise_message(index, message)
+            if not isinstance(text, str):
+                raise ConversationError(f"message value must be a string, got {type(text).__name__}")
+            turns.append((role, _parts(text) if role == "user" else [text]))
         if turns and turns[0][0] != "user":  # as in the original, a leading assistant message is dropped
             turns = turns[1:]
         return turns
