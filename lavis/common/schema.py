@@ -133,6 +133,7 @@ class DatasetConfig:
     generator: Optional[Dict[str, Any]] = None  # synthetic datasets: arguments of their generator
     image_placeholder: str = "<ImageHere>"  # the data's image mark in user turns (LLaVA's files: "<image>")
     caption_instructions: Optional[List[str]] = None  # caption rows: user turns drawn from these (None: built-in)
+    sample_ratio: Optional[float] = None  # several datasets: each one's share of an epoch (lavis/datasets/mixture.py)
 
 
 STRATEGIES = ("ddp", "fsdp")  # the values of run.strategy

@@ -52,11 +52,13 @@ from lavis.common.checkpoint import (
     load_file,
     save_file,
 )
+from lavis.common.config import ConfigError
 from lavis.common.dtypes import dtype_named
 from lavis.common.logger import RunLogger, StepMeter, memory_scalars, truncate_log
 from lavis.common.registry import registry
 from lavis.common.rng import capture_rng_state, restore_rng_state, set_seed
 from lavis.datasets.cached_features import attach_cached_features
+from lavis.datasets.mixture import MixtureDataset, shared_collater
 from lavis.runners.compile import compile_llm_layers
 from lavis.runners.samplers import ResumableSampler
 from lavis.runners.strategies import build_strategy
@@ -161,6 +163,26 @@ class RunnerBase:
             return None
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
+    def _train_set(self):
+        """The training splits together: a `sample_ratio` mixture when the datasets give ratios
+        (`lavis/datasets/mixture.py`), else their concatenation."""
+        cfg = self.run_cfg
+        ratios = {name: self.config.datasets_cfg[name].get("sample_ratio") for name in self.datasets}
+        if all(r is None for r in ratios.values()):
+            if len(cfg.train_splits) == 1:
+                return self._split(cfg.train_splits[0])
+            return ConcatDataset([self._split(s) for s in cfg.train_splits])
+        unset = sorted(name for name, r in ratios.items() if r is None)
+        if unset:
+            raise ConfigError(f"datasets {unset} have no sample_ratio while others do: give every dataset one")
+        names, parts, shares = [], [], []
+        for name, splits in self.datasets.items():
+            for split in (s for s in cfg.train_splits if s in splits):
+                names.append(name if len(cfg.train_splits) == 1 else f"{name}/{split}")
+                parts.append(splits[split])
+                shares.append(ratios[name])
+        return MixtureDataset(parts, shares, names)
+
     def _loader(self, dataset, batch_size, sampler=None, seed=0):
         return DataLoader(
             dataset,
@@ -177,7 +199,10 @@ class RunnerBase:
         """The loader of one training epoch from its `start_batch`-th batch on: this rank's part
         of the (seed, epoch) order (see `samplers.py`), length-grouped with `run.group_by_length`."""
         cfg = self.run_cfg
-        if cfg.group_by_length and self._lengths is None:  # estimated once, used every epoch
+        for part in _parts(dataset):  # before the lengths: a mixture draws its epoch's rows here
+            part.set_epoch(cfg.seed, epoch)
+        mixed = isinstance(dataset, MixtureDataset)
+        if cfg.group_by_length and (self._lengths is None or mixed):  # estimated once (a mixture: cached per part)
             image_tokens = getattr(self.model, "num_query_token", 32)
             self._lengths = [n for part in _parts(dataset) for n in part.lengths(image_tokens)]
         sampler = ResumableSampler(
@@ -190,8 +215,6 @@ class RunnerBase:
         )
         sampler.set_epoch(epoch)
         sampler.set_start_batch(start_batch)
-        for part in _parts(dataset):
-            part.set_epoch(cfg.seed, epoch)
         return self._loader(dataset, cfg.batch_size_train, sampler=sampler, seed=cfg.seed + epoch)
 
     def _sched_step(self, i):
@@ -380,11 +403,7 @@ class RunnerBase:
             self.resume(self.resume_path)
         results = {}
         if not cfg.evaluate:
-            train_set = (
-                self._split(cfg.train_splits[0])
-                if len(cfg.train_splits) == 1
-                else ConcatDataset([self._split(s) for s in cfg.train_splits])
-            )
+            train_set = self._train_set()
             if train_set is None:
                 raise ValueError(f"no dataset has the train split(s) {list(cfg.train_splits)}")
             start = time.time()
@@ -408,9 +427,4 @@ def _parts(dataset):
 
 def _collater(dataset):
     """The dataset's own `collater` (as in LAVIS); the parts of a concatenation must share one."""
-    parts = _parts(dataset)
-    functions = {getattr(part.collater, "__func__", part.collater) for part in parts}  # bound or static
-    if len(functions) != 1:
-        names = sorted({type(part).__name__ for part in parts})
-        raise ValueError(f"datasets batched together need one collater; these have {len(functions)}: {names}")
-    return parts[0].collater
+    return shared_collater(_parts(dataset))
