@@ -134,6 +134,7 @@ class DatasetConfig:
     image_placeholder: str = "<ImageHere>"  # the data's image mark in user turns (LLaVA's files: "<image>")
     caption_instructions: Optional[List[str]] = None  # caption rows: user turns drawn from these (None: built-in)
     sample_ratio: Optional[float] = None  # several datasets: each one's share of an epoch (lavis/datasets/mixture.py)
+    max_skipped_share: float = 1.0  # stop when more than this share of the rows is unusable (1.0: never)
 
 
 STRATEGIES = ("ddp", "fsdp")  # the values of run.strategy

@@ -9,7 +9,7 @@ from PIL import Image
 
 from lavis.common.config import build_dataset_config
 from lavis.common.registry import registry
-from lavis.datasets.datasets.instruction_dataset import InstructionDataset
+from lavis.datasets.datasets.instruction_dataset import AnnotationError, InstructionDataset
 
 PROCESSORS = {"vis_processor": {"train": {"name": "blip_image_eval", "image_size": 64}}}
 
@@ -124,3 +124,17 @@ def test_lavis_caption_rows_get_a_seeded_instruction(tmp_path):
     dataset.set_epoch(42, 1)
     assert [dataset[k]["conversations"][0]["value"] for k in range(12)] == epoch_one  # (seed, epoch, sample)
     assert epoch_one != users
+
+
+def test_a_dataset_that_loses_too_many_rows_stops_and_says_so(tmp_path):
+    write_image(tmp_path / "data", "coco/train2017/000000033471.jpg", "red")
+    rows = LLAVA_ROWS[:1] + [{"id": str(k), "image": "missing.jpg", "conversations": []} for k in range(3)]
+    with pytest.warns(UserWarning, match="skipped 3 unusable annotation row"):
+        assert len(build("llava_mix665k", tmp_path, rows)) == 1  # the default limit: never stop
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(
+            AnnotationError, match=r"3 of 4 rows \(75%\) of .*ann.json'\] are unusable, more than max_skipped_share 50%"
+        ),
+    ):
+        build("llava_mix665k", tmp_path, rows, max_skipped_share=0.5)

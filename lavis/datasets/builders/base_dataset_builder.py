@@ -76,5 +76,6 @@ class BaseDatasetBuilder:
                 ann_paths=[get_cache_path(p) for p in paths],
                 image_placeholder=self.config.image_placeholder,
                 caption_instructions=self.config.caption_instructions,
+                max_skipped_share=self.config.max_skipped_share,
             )
         return datasets

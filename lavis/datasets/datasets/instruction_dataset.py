@@ -99,7 +99,9 @@ def normalise_row(row, vis_root=None, placeholder=IMAGE_TOKEN):
     return {"images": images, "conversations": conversations, "caption": caption, "meta": meta}
 
 
-def load_annotations(ann_paths, vis_root, placeholder=IMAGE_TOKEN):
+def load_annotations(ann_paths, vis_root, placeholder=IMAGE_TOKEN, max_skipped_share=1.0):
+    """The usable rows of the annotation files; the others are skipped with one warning, and more
+    than `max_skipped_share` of them skipped stops with an AnnotationError."""
     rows, problems = [], []
     for ann_path in ann_paths:
         try:
@@ -120,6 +122,12 @@ def load_annotations(ann_paths, vis_root, placeholder=IMAGE_TOKEN):
         shown = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
         warnings.warn(f"skipped {len(problems)} unusable annotation row(s):\n  {shown}{more}", stacklevel=2)
+        share = len(problems) / (len(problems) + len(rows))
+        if share > max_skipped_share:
+            raise AnnotationError(
+                f"{len(problems)} of {len(problems) + len(rows)} rows ({share:.0%}) of {list(ann_paths)} are unusable, "
+                f"more than max_skipped_share {max_skipped_share:.0%} (the first: {problems[0]})"
+            )
     return rows
 
 
@@ -132,12 +140,13 @@ class InstructionDataset(Dataset):
         ann_paths,
         image_placeholder=IMAGE_TOKEN,
         caption_instructions=None,
+        max_skipped_share=1.0,
     ):
         self.vis_root = vis_root
         self.vis_processor = vis_processor
         self.text_processor = text_processor
         self.caption_instructions = list(caption_instructions or CAPTION_INSTRUCTIONS)
-        self.annotation = load_annotations(ann_paths, vis_root, image_placeholder)
+        self.annotation = load_annotations(ann_paths, vis_root, image_placeholder, max_skipped_share)
         if not self.annotation:
             raise AnnotationError(f"no usable rows in {list(ann_paths)}")
         self._augment_seed = None
