@@ -19,5 +19,12 @@ def dtype_named(name):
     return DTYPES[LONG_NAMES.get(name, name)]
 
 
+def autocast_dtype_named(name):
+    """The torch dtype autocast computes in for `name` (bf16 / fp16; KeyError for any other)."""
+    if name not in AUTOCAST_DTYPES:
+        raise KeyError(name)
+    return DTYPES[name]
+
+
 def is_dtype_name(name):
     return isinstance(name, str) and LONG_NAMES.get(name, name) in DTYPES

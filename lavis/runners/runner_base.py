@@ -53,7 +53,7 @@ from lavis.common.checkpoint import (
     save_file,
 )
 from lavis.common.config import ConfigError
-from lavis.common.dtypes import dtype_named
+from lavis.common.dtypes import autocast_dtype_named
 from lavis.common.logger import RunLogger, StepMeter, memory_scalars, truncate_log
 from lavis.common.registry import registry
 from lavis.common.rng import capture_rng_state, restore_rng_state, set_seed
@@ -94,7 +94,7 @@ class RunnerBase:
         self.distributed = dist_utils.is_dist_avail_and_initialized()
         self.device = self._pick_device(self.run_cfg.device)
         self.model = model.to(self.device)  # the unwrapped model: checkpoints, evaluation
-        self.amp_dtype = dtype_named(self.run_cfg.autocast_dtype) if self.run_cfg.amp else None
+        self.amp_dtype = autocast_dtype_named(self.run_cfg.autocast_dtype) if self.run_cfg.amp else None
         compile_llm_layers(self.model, self.run_cfg.compile, self.device)  # run.compile: see lavis/runners/compile.py
         self.train_model = self._wrap(self.model)  # what training steps call (DDP when distributed)
         self.resume_path = self._resume_path(self.run_cfg.resume_ckpt_path)

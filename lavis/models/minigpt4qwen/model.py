@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lavis.common.checkpoint import CheckpointError, latest_epoch_checkpoint
-from lavis.common.dtypes import dtype_named
+from lavis.common.dtypes import autocast_dtype_named
 from lavis.common.registry import registry
 from lavis.common.utils import resolve_path
 from lavis.models.base_model import BaseModel
@@ -168,7 +168,7 @@ class MiniGPT4Qwen(BaseModel):
     # -- image side ----------------------------------------------------------
     def maybe_autocast(self, dtype=None):
         device_type = self.device.type
-        dtype = dtype or dtype_named(self.cfg.autocast_dtype)
+        dtype = dtype or autocast_dtype_named(self.cfg.autocast_dtype)
         if not self.cfg.enable_autocast or (device_type == "cpu" and dtype == torch.float16):
             return contextlib.nullcontext()
         return torch.autocast(device_type=device_type, dtype=dtype)
