@@ -8,6 +8,7 @@ import torch
 
 import lavis  # noqa: F401  (registers every component)
 from lavis.chat import ChatModel, ChatSession, load_image
+from lavis.datasets.synthetic.moving_shapes import ensure_moving_shapes
 from lavis.datasets.synthetic.shapes import ensure_shapes_dataset
 from lavis.models import load_model
 from tests.helpers.chat import (
@@ -25,6 +26,12 @@ from tests.helpers.chat import (
 def shapes_root(tmp_path_factory):
     """A small synthetic shapes dataset (40 train / 12 val samples)."""
     return ensure_shapes_dataset(tmp_path_factory.mktemp("shapes"), num_train=40, num_val=12, image_size=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def moving_root(tmp_path_factory):
+    """A small synthetic video set (12 train / 4 val clips of 8 frames, H.264 written by PyAV)."""
+    return ensure_moving_shapes(tmp_path_factory.mktemp("moving"), num_train=12, num_val=4, num_frames=8, seed=0)
 
 
 @pytest.fixture

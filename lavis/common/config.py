@@ -130,10 +130,25 @@ def check_image_sizes(model, datasets):
                 )
 
 
+def check_video_settings(name, dataset):
+    """`max_frames` at least 1; `frame_marker` a format string whose only field is {i}."""
+    if dataset.max_frames < 1:
+        raise ConfigError(f"config key 'datasets.{name}.max_frames' is {dataset.max_frames}: it must be at least 1")
+    try:
+        dataset.frame_marker.format(i=1)
+    except (KeyError, IndexError, ValueError) as err:
+        raise ConfigError(
+            f"config key 'datasets.{name}.frame_marker' {dataset.frame_marker!r} is not a format with only {{i}} "
+            f"(the frame's number) in braces: {err!r}"
+        ) from None
+
+
 def build_dataset_config(name, user_dataset, option_dataset=None):
     builder_cls = registry.get_builder_class(name)
     defaults = load_yaml(builder_cls.default_config_path()).datasets[name]
-    return _checked_merge(f"datasets.{name}", DatasetConfig, defaults, user_dataset, option_dataset)
+    dataset = _checked_merge(f"datasets.{name}", DatasetConfig, defaults, user_dataset, option_dataset)
+    check_video_settings(name, dataset)
+    return dataset
 
 
 class Config:
@@ -164,6 +179,11 @@ class Config:
         check_image_sizes(model, datasets)
         if run.strategy not in STRATEGIES:
             raise ConfigError(f"config key 'run.strategy': {run.strategy!r} is not one of {list(STRATEGIES)}")
+        if run.fsdp_cpu_offload and run.strategy != "fsdp":
+            raise ConfigError(
+                f"config key 'run.fsdp_cpu_offload': True offloads FSDP's shards, but run.strategy is "
+                f"{run.strategy!r}: set run.strategy=fsdp, or drop the key"
+            )
         return OmegaConf.create({"model": model, "datasets": datasets, "run": run})
 
     @property

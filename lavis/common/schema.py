@@ -132,6 +132,9 @@ class DatasetConfig:
     text_processor: ProcessorsConfig = field(default_factory=ProcessorsConfig)
     generator: Optional[Dict[str, Any]] = None  # synthetic datasets: arguments of their generator
     image_placeholder: str = "<ImageHere>"  # the data's image mark in user turns (LLaVA's files: "<image>")
+    video_placeholder: str = "<video>"  # the data's video mark in user turns (one per path in a row's "video")
+    max_frames: int = 8  # frames taken uniformly from each video; each takes one image's slots
+    frame_marker: str = ""  # text before each frame's slots, "{i}" = its number from 1 (e.g. "Frame {i}: ")
     caption_instructions: Optional[List[str]] = None  # caption rows: user turns drawn from these (None: built-in)
     sample_ratio: Optional[float] = None  # several datasets: each one's share of an epoch (lavis/datasets/mixture.py)
     max_skipped_share: float = 1.0  # stop when more than this share of the rows is unusable (1.0: never)
@@ -201,3 +204,6 @@ class RunConfig:
         False  # torch.compile (inductor) the LLM's decoder layers; on CPU needs g++ (lavis/runners/compile.py)
     )
     strategy: str = "ddp"  # under torchrun: ddp (full replicas) or fsdp (FSDP2 shards); see lavis/runners/strategies.py
+    # strategy fsdp under torchrun: FSDP2 keeps the parameter and gradient shards and the optimizer
+    # step on the CPU (host memory for GPU memory; slower); with strategy ddp a config error
+    fsdp_cpu_offload: bool = False

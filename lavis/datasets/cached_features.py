@@ -21,6 +21,7 @@ from lavis.datasets.feature_cache import (
     read_index,
     settings,
     tensors_hash,
+    video_key,
     why_missing,
 )
 
@@ -60,8 +61,9 @@ def check_deterministic(cfg, name, split, dataset, what):
 
 
 def cache_groups(cfg, model, datasets, what):
-    """[{"folder", "vis_root", "info", "members": [(name, split, dataset)], "paths": {path: sha256}}]:
-    one group per image folder and processor settings (splits that share both share a cache)."""
+    """[{"folder", "vis_root", "info", "members": [(name, split, dataset)], "paths": {path: sha256 or
+    video key}, "videos": {video path: (video key, max_frames)}}]: one group per image folder and
+    processor settings (splits that share both share a cache)."""
     check_frozen(cfg.model_cfg, what)
     encoder = tensors_hash(model.image_encoder_state())
     dtype = cfg.run_cfg.cached_features_dtype
@@ -78,14 +80,31 @@ def cache_groups(cfg, model, datasets, what):
             info = settings(dataset.vis_processor, encoder, dtype)
             folder = cache_folder(dataset.vis_root, info)
             group = groups.setdefault(
-                folder, {"folder": folder, "vis_root": dataset.vis_root, "info": info, "members": [], "paths": {}}
+                folder,
+                {
+                    "folder": folder,
+                    "vis_root": dataset.vis_root,
+                    "info": info,
+                    "members": [],
+                    "paths": {},
+                    "videos": {},
+                },
             )
             group["members"].append((name, split, dataset))
-            for path in dataset.image_paths():
+            for path in dataset.image_paths() + dataset.video_paths():
                 full = os.path.join(dataset.vis_root, path)
                 if full not in hashes:
                     hashes[full] = file_sha256(full)
                 group["paths"][path] = hashes[full]
+            for path in dataset.video_paths():
+                key = video_key(group["paths"][path], dataset.max_frames)
+                if group["videos"].get(path, (key,))[0] != key:
+                    raise FeatureCacheError(
+                        f"{what}: video {path} is read with different max_frames by the datasets sharing "
+                        f"{dataset.vis_root}; give them the same datasets.*.max_frames"
+                    )
+                group["paths"][path] = key
+                group["videos"][path] = (key, dataset.max_frames)
     return list(groups.values())
 
 
@@ -102,4 +121,4 @@ def attach_cached_features(cfg, model, datasets):
         store = FeatureStore(group["folder"], group["paths"])
         for _, _, dataset in group["members"]:
             dataset.use_feature_store(store)
-        logging.info("cached features for %s: %d images from %s", splits, len(store), group["folder"])
+        logging.info("cached features for %s: %d images and videos from %s", splits, len(store), group["folder"])

@@ -3,20 +3,23 @@
 Written by `python -m lavis.tools.cache_features`, read when `run.use_cached_features` is on
 (`lavis/datasets/cached_features.py` connects both to the config).  What is stored is the
 Q-former's query outputs before `llm_proj` (`MiniGPT4Qwen.encode_queries`), one
-(num_query_token, Q-former hidden) tensor per distinct image content.
+(num_query_token, Q-former hidden) tensor per distinct image content, and one per sampled
+frame of each distinct video content (its rows in frame order).
 
 Layout, next to the images:
 
     <vis_root>/.feature_cache/<settings key>/
         index.json              {"format", "processor", "encoder", "dtype", "shape",
-                                 "entries": {image sha256: [shard, row]}, "shards": [...]}
+                                 "entries": {image sha256: [shard, row],
+                                             video key: [[shard, row], ...]}, "shards": [...]}
         shard_00000.safetensors one tensor "features" (up to SHARD_SIZE, num_query_token, hidden)
         ...
 
 The settings key hashes the image processor's settings (its repr), the encoder weights (a
 hash of every tensor of ViT + ln_vision + Q-former + query tokens) and the stored dtype, so
 other settings live in another folder and are never read.  Within a folder, an image is found
-by the SHA-256 of its file's bytes: an edited or new image has no entry (stale / missing).
+by the SHA-256 of its file's bytes: an edited or new image has no entry (stale / missing); a
+video by `video_key` (its SHA-256 and the dataset's `max_frames`, which decide its frames).
 A folder is written whole into a temporary sibling and renamed into place; shards are read
 row by row through safetensors' memory map, never loaded whole.
 """
@@ -50,6 +53,11 @@ def file_sha256(path):
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def video_key(sha256, max_frames):
+    """A video's entry: its content and how many frames are sampled from it."""
+    return f"{sha256}@{max_frames}"
+
+
 def tensors_hash(state):
     """A fast BLAKE2 hash of named tensors: names, dtypes, shapes and raw bytes."""
     digest = hashlib.blake2b(digest_size=16)
@@ -73,23 +81,30 @@ def cache_folder(vis_root, info):
     return os.path.join(vis_root, CACHE_DIR, settings_key(info))
 
 
-def write_cache(folder, info, entries):
-    """Write `entries` {image sha256: (num_query_token, hidden) tensor} as a cache folder, whole."""
+def write_cache(folder, info, entries, videos=None):
+    """Write `entries` {image sha256: (num_query_token, hidden) tensor} and `videos` {video key:
+    (frames, num_query_token, hidden) tensor} as a cache folder, whole."""
     dtype = DTYPES[info["dtype"]]
-    hashes = sorted(entries)
+    videos = videos or {}
+    rows = [(h, None, entries[h]) for h in sorted(entries)]
+    rows += [(key, frame, features) for key in sorted(videos) for frame, features in enumerate(videos[key])]
     partial = f"{folder}.partial-{uuid.uuid4().hex[:8]}"
     os.makedirs(partial)
     try:
-        shards, index = [], {}
-        for start in range(0, len(hashes), SHARD_SIZE):
-            chunk = hashes[start : start + SHARD_SIZE]
+        shards, index = [], {key: [] for key in videos}
+        for start in range(0, len(rows), SHARD_SIZE):
+            chunk = rows[start : start + SHARD_SIZE]
             name = f"shard_{len(shards):05d}.safetensors"
-            block = torch.stack([entries[h] for h in chunk]).to(dtype).contiguous()
+            block = torch.stack([features for _, _, features in chunk]).to(dtype).contiguous()
             with atomic_open(os.path.join(partial, name)) as handle:
                 handle.write(safetensors_bytes({"features": block}))
-            index.update({h: [len(shards), row] for row, h in enumerate(chunk)})
+            for row, (key, frame, _) in enumerate(chunk):
+                if frame is None:
+                    index[key] = [len(shards), row]
+                else:
+                    index[key].append([len(shards), row])
             shards.append(name)
-        shape = list(entries[hashes[0]].shape) if hashes else []
+        shape = list(rows[0][2].shape) if rows else []
         with atomic_open(os.path.join(partial, "index.json"), "w", encoding="utf-8") as handle:
             json.dump({**info, "shape": shape, "shards": shards, "entries": index}, handle)
         old = f"{folder}.old-{uuid.uuid4().hex[:8]}"
@@ -137,10 +152,12 @@ def why_missing(vis_root, info):
 
 
 class FeatureStore:
-    """Cached features by image path: store[path] -> (num_query_token, hidden) tensor.
+    """Cached features by path: store[image path] -> (num_query_token, hidden) tensor, store[video
+    path] -> (frames, num_query_token, hidden).
 
-    `paths` maps each image path to its file's sha256 (checked against the index on opening);
-    shards are memory-mapped lazily and reopened after pickling (DataLoader workers).
+    `paths` maps each image path to its file's sha256 and each video path to its `video_key`
+    (checked against the index on opening); shards are memory-mapped lazily and reopened after
+    pickling (DataLoader workers).
     """
 
     def __init__(self, folder, paths):
@@ -153,8 +170,8 @@ class FeatureStore:
         stale = [p for p, h in paths.items() if h not in entries]
         if stale:
             raise FeatureCacheError(
-                f"feature cache {folder} is stale: {len(stale)} of {len(paths)} image(s) are new or changed "
-                f"since it was written (e.g. {stale[0]}); run: {COMMAND}"
+                f"feature cache {folder} is stale: {len(stale)} of {len(paths)} image(s) or video(s) are new or "
+                f"changed since it was written (e.g. {stale[0]}); run: {COMMAND}"
             )
         self.rows = {p: tuple(entries[h]) for p, h in paths.items()}
         self._open = {}
@@ -162,11 +179,16 @@ class FeatureStore:
     def __len__(self):
         return len(self.rows)
 
-    def __getitem__(self, path):
-        shard, row = self.rows[path]
+    def _row(self, shard, row):
         if shard not in self._open:
             self._open[shard] = safe_open(os.path.join(self.folder, self.shards[shard]), framework="pt")
         return self._open[shard].get_slice("features")[row]
+
+    def __getitem__(self, path):
+        where = self.rows[path]
+        if where and isinstance(where[0], list):  # a video: its frames' rows
+            return torch.stack([self._row(shard, row) for shard, row in where])
+        return self._row(*where)
 
     def __getstate__(self):
         return {**self.__dict__, "_open": {}}

@@ -2,8 +2,8 @@
 
 Builds the model and datasets from the run config exactly as `train.py` does (same seed, so a
 randomly initialised encoder is the same one), runs ViT -> ln_vision -> Q-former once per
-distinct image of every split (batches of `run.batch_size_eval`, on `run.device`, eval mode,
-no gradients) and writes the query outputs before `llm_proj` under
+distinct image of every split and once per sampled frame of every distinct video (batches of
+`run.batch_size_eval`, on `run.device`, eval mode, no gradients) and writes the query outputs before `llm_proj` under
 `<vis_root>/.feature_cache/<settings key>/` (layout: `lavis/datasets/feature_cache.py`).
 A cache that is already complete is left as is. Train from it with
 `--options run.use_cached_features=True`.
@@ -23,6 +23,7 @@ from lavis.common.config import Config
 from lavis.common.errors import UserError
 from lavis.datasets.cached_features import cache_groups
 from lavis.datasets.feature_cache import read_index, write_cache
+from lavis.processors.video import read_frames
 from lavis.run_builder import build_run
 
 
@@ -50,6 +51,19 @@ def compute_features(model, processor, images, batch_size, device, desc):
     return features
 
 
+def compute_video_features(model, processor, videos, batch_size, device, desc):
+    """{video key: (frames, num_query_token, hidden) CPU tensor} for {video key: (file, max_frames)}."""
+    features = {}
+    with torch.no_grad():
+        for key, (path, max_frames) in tqdm(sorted(videos.items()), desc=desc, unit="video", dynamic_ncols=True):
+            pixels = torch.stack([processor(frame) for frame in read_frames(path, max_frames)])
+            out = [
+                model.encode_queries(pixels[i : i + batch_size].to(device)) for i in range(0, len(pixels), batch_size)
+            ]
+            features[key] = torch.cat(out).float().cpu()
+    return features
+
+
 def cache_all(cfg, model, datasets, device):
     """Write every missing or stale cache of the run's datasets; returns [(folder, images, written?)]."""
     model.to(device).eval()
@@ -64,14 +78,19 @@ def cache_all(cfg, model, datasets, device):
         logging.info(
             "feature cache for %s is %s: computing %s", splits, "stale" if index else "missing", group["folder"]
         )
-        files = {h: os.path.join(group["vis_root"], p) for p, h in group["paths"].items()}
+        videos = group["videos"]
+        files = {h: os.path.join(group["vis_root"], p) for p, h in group["paths"].items() if p not in videos}
+        clips = {key: (os.path.join(group["vis_root"], p), frames) for p, (key, frames) in videos.items()}
         processor = group["members"][0][2].vis_processor
-        features = compute_features(model, processor, files, max(1, cfg.run_cfg.batch_size_eval), device, splits)
-        write_cache(group["folder"], group["info"], features)
+        batch = max(1, cfg.run_cfg.batch_size_eval)
+        features = compute_features(model, processor, files, batch, device, splits)
+        frames = compute_video_features(model, processor, clips, batch, device, splits)
+        write_cache(group["folder"], group["info"], features, frames)
         logging.info(
-            "wrote %d image features (%s) to %s",
+            "wrote the features of %d images and %d videos (%d frames) to %s",
             len(features),
-            "x".join(map(str, next(iter(features.values())).shape)),
+            len(frames),
+            sum(len(f) for f in frames.values()),
             group["folder"],
         )
         done.append((group["folder"], len(group["paths"]), True))

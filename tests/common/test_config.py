@@ -141,5 +141,6 @@ def test_the_two_stage_recipes_name_every_missing_file_at_once(path, released, t
         setup_task(cfg).check_files(cfg)
     keys = [key for key, _, _ in err.value.missing]
     assert {"vit_ckpt", "pretrained", "llm_model"} <= set(keys) and any(released in p for _, p, _ in err.value.missing)
-    if "/sft/" in path:  # stage 2 starts from stage 1's output folder
+    if "/sft/" in path:  # stage 2 starts from stage 1's output folder, on instructions + videos
+        assert any("videochatgpt/videochatgpt_instruct_100k.json" in p for _, p, _ in err.value.missing)
         assert cfg.model_cfg.load_finetuned and cfg.model_cfg.finetuned.startswith("output/pretrain/")

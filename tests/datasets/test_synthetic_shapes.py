@@ -275,7 +275,7 @@ def test_interrupted_generation_is_redone(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(S, "_atomic_write_json", boom)
+    monkeypatch.setattr(S, "write_json", boom)
     with pytest.raises(KeyboardInterrupt):
         ensure_shapes_dataset(root, **{**SMALL, "seed": 5})
     assert not (root / "manifest.json").exists()  # the half-written copy is not trusted

@@ -181,7 +181,7 @@ def test_processor_settings_encoder_weights_or_image_bytes_change_the_key(shapes
     _, datasets, model = build(cfg)
     with pytest.raises(
         FeatureCacheError,
-        match=r"is stale: 1 of 52 image\(s\) are new or changed .*; run: python -m lavis.tools.cache_features",  # noqa: E501
+        match=r"is stale: 1 of 52 image\(s\) or video\(s\) are new or changed .*; run: python -m lavis.tools.cache_features",  # noqa: E501
     ):
         attach_cached_features(cfg, model, datasets)
     assert run_command(cfg_path) == 0  # recomputes it
@@ -234,3 +234,45 @@ def test_refuses_a_random_train_processor(shapes, tmp_path, capsys):
         match=r"run.use_cached_features: True refused: datasets.shapes_instruction.vis_processor.train",
     ):
         attach_cached_features(cfg, model, datasets)
+
+
+def test_video_frames_are_cached_and_served_as_the_live_frames(moving_root, tmp_path, capsys):
+    """A video's sampled frames are cached one row each, in order, keyed by its bytes and max_frames."""
+    root = shutil.copytree(moving_root, tmp_path / "moving")
+    cfg = {
+        "model": {"arch": "minigpt4qwen", "model_type": "tiny"},
+        "datasets": {
+            "moving_shapes": {
+                "generator": {"num_train": 12, "num_val": 4, "num_frames": 8, "image_size": 64, "seed": 0},
+                "max_frames": 3,
+                "build_info": {
+                    "annotations": {
+                        "train": {"storage": str(root / "train.json")},
+                        "val": {"storage": str(root / "val.json")},
+                    },
+                    "images": {"storage": str(root / "video")},
+                },
+            }
+        },
+        "run": {"batch_size_eval": 4, "device": "cpu", "threads": 1, "output_dir": str(tmp_path / "out")},
+    }
+    cfg_path = tmp_path / "video.yaml"
+    cfg_path.write_text(json.dumps(cfg))
+    assert run_command(str(cfg_path)) == 0
+    assert "wrote: " in capsys.readouterr().out
+    cfg = load_cfg(str(cfg_path), *FROZEN, "run.use_cached_features=True")
+    _, datasets, model = build(cfg)
+    train = datasets["moving_shapes"]["train"]
+    live_sample = train[5]
+    attach_cached_features(cfg, model, datasets)
+    cached_sample = train[5]
+    assert len(cached_sample["image_features"]) == 3 and "image" not in cached_sample
+    with torch.no_grad():
+        live = model.eval().encode_queries(torch.stack(live_sample["image"]))
+    torch.testing.assert_close(torch.stack(cached_sample["image_features"]), live, rtol=0, atol=1e-6)
+    assert cached_sample["conversations"] == live_sample["conversations"]
+    # other max_frames: no cached entry fits (12 train + 4 val clips), and the message says so
+    other = load_cfg(str(cfg_path), *FROZEN, "run.use_cached_features=True", "datasets.moving_shapes.max_frames=2")
+    _, other_datasets, _ = build(other)
+    with pytest.raises(FeatureCacheError, match=r"is stale: 16 of 16 image\(s\) or video\(s\) are new or changed"):
+        attach_cached_features(other, model, other_datasets)

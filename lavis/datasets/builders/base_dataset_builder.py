@@ -77,5 +77,8 @@ class BaseDatasetBuilder:
                 image_placeholder=self.config.image_placeholder,
                 caption_instructions=self.config.caption_instructions,
                 max_skipped_share=self.config.max_skipped_share,
+                video_placeholder=self.config.video_placeholder,
+                max_frames=self.config.max_frames,
+                frame_marker=self.config.frame_marker,
             )
         return datasets

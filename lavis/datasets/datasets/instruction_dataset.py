@@ -4,12 +4,16 @@ Two row formats are read (both from MiniGPT4Qwen's data):
   * single-turn (MiniGPT-4 style): {"image": "x.jpg", "instruction": "<Img><ImageHere></Img> ...",
     "output": "..."}; `instruction`/`output` may also be equal-length lists (several turns);
   * multi-turn (LLaVA style): {"image": "x.jpg" or [...], "conversations": [{"from": "user", "value": ...},
-    {"from": "assistant", "value": ...}, ...]}.
-Image paths are relative to the dataset's image folder.  Rows that cannot be used (missing
-keys, wrong types, a number of `<ImageHere>` different from the number of images, a missing
-image file) are skipped at load time with one warning that names file, row and reason;
-an image that turns out unreadable at training time is reported and replaced by the next
-readable sample, so a run never dies on one bad file.
+    {"from": "assistant", "value": ...}, ...]};
+  * video rows (the original's later format, VideoChatGPT's): {"video": "x.mp4" or [...], "conversations": ...}
+    with one `<video>` per video in the user turns (images and videos may be mixed in one row).
+Image and video paths are relative to the dataset's image folder.  A video's `<video>` becomes its
+frames' slots in order (`max_frames` sampled uniformly, `lavis/processors/video.py`), each slot
+optionally preceded by `frame_marker` ("{i}": the frame's number from 1).  Rows that cannot be used (missing
+keys, wrong types, a number of `<ImageHere>` (or `<video>`) different from the number of images
+(or videos), a missing file) are skipped at load time with one warning that names file, row and reason;
+an image or video that turns out unreadable at training time is reported (file and row) and
+replaced by the next readable sample, so a run never dies on one bad file.
 
 For exact resume the runner calls `set_epoch(seed, epoch)` on training sets: random image
 augmentation of sample i then draws from torch's CPU generator seeded with (seed, epoch, i), so
@@ -21,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import warnings
 
 import torch
@@ -29,6 +34,10 @@ from torch.utils.data import Dataset
 
 from lavis.common.errors import UserError
 from lavis.processors.chat_format import IMAGE_TOKEN, ROLE_ALIASES
+from lavis.processors.video import VideoError, read_frames
+
+#: A video's place in a user turn, once the data's own mark (`video_placeholder`) is read
+VIDEO_TOKEN = "<video>"
 
 #: What a caption row's user turn asks (one drawn per sample), unless the dataset config lists others
 CAPTION_INSTRUCTIONS = (
@@ -43,16 +52,22 @@ class AnnotationError(UserError, ValueError):
     """An annotation file that cannot be read at all."""
 
 
-def normalise_row(row, vis_root=None, placeholder=IMAGE_TOKEN):
-    """One annotation row -> {"images": [...], "conversations": [...], "caption": ..., "meta": {...}};
-    ValueError if unusable.  `placeholder` is the data's image mark in user turns (LLaVA's `<image>`),
-    which becomes `<ImageHere>`; a caption row's conversation is made per sample (`caption` set)."""
+def _paths(row, key):
+    paths = row.get(key, [])
+    paths = [paths] if isinstance(paths, str) else paths
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise ValueError(f"'{key}' must be a path or a list of paths")
+    return paths
+
+
+def normalise_row(row, vis_root=None, placeholder=IMAGE_TOKEN, video_placeholder=VIDEO_TOKEN):
+    """One annotation row -> {"images": [...], "videos": [...], "conversations": [...], "caption": ...,
+    "meta": {...}}; ValueError if unusable.  `placeholder` is the data's image mark in user turns
+    (LLaVA's `<image>`), which becomes `<ImageHere>`, and `video_placeholder` its video mark, which
+    becomes `<video>`; a caption row's conversation is made per sample (`caption` set)."""
     if not isinstance(row, dict):
         raise ValueError(f"row is a {type(row).__name__}, not an object")
-    images = row.get("image", [])
-    images = [images] if isinstance(images, str) else images
-    if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
-        raise ValueError("'image' must be a path or a list of paths")
+    images, videos = _paths(row, "image"), _paths(row, "video")
     caption = None
     if "conversations" in row:
         conversations = row["conversations"]
@@ -81,25 +96,39 @@ def normalise_row(row, vis_root=None, placeholder=IMAGE_TOKEN):
         conversations = [{"from": "user", "value": placeholder}, {"from": "assistant", "value": caption}]
     else:
         raise ValueError("row needs 'conversations', 'instruction' and 'output', or 'caption'")
-    if placeholder != IMAGE_TOKEN:  # the data's mark becomes ours, in user turns only
+    marks = ((placeholder, IMAGE_TOKEN), (video_placeholder, VIDEO_TOKEN))
+    if any(theirs != ours for theirs, ours in marks):  # the data's marks become ours, in user turns only
         conversations = [
-            {**m, "value": m["value"].replace(placeholder, IMAGE_TOKEN)}
-            if ROLE_ALIASES[str(m["from"]).lower()] == "user"
-            else m
+            {**m, "value": _replace_marks(m["value"], marks)} if ROLE_ALIASES[str(m["from"]).lower()] == "user" else m
             for m in conversations
         ]
-    slots = sum(m["value"].count(IMAGE_TOKEN) for m in conversations if ROLE_ALIASES[str(m["from"]).lower()] == "user")
-    if slots != len(images):
-        raise ValueError(f"{slots} {placeholder} in user turns but {len(images)} image(s)")
+    user_text = "".join(m["value"] for m in conversations if ROLE_ALIASES[str(m["from"]).lower()] == "user")
+    for mark, ours, paths, what in (
+        (placeholder, IMAGE_TOKEN, images, "image"),
+        (video_placeholder, VIDEO_TOKEN, videos, "video"),
+    ):
+        if user_text.count(ours) != len(paths):
+            raise ValueError(f"{user_text.count(ours)} {mark} in user turns but {len(paths)} {what}(s)")
     if vis_root is not None:
-        for path in images:
+        for path, what in [(p, "image") for p in images] + [(p, "video") for p in videos]:
             if not os.path.isfile(os.path.join(vis_root, path)):
-                raise ValueError(f"image file not found: {os.path.join(vis_root, path)}")
-    meta = {k: v for k, v in row.items() if k not in ("image", "conversations", "instruction", "output", "caption")}
-    return {"images": images, "conversations": conversations, "caption": caption, "meta": meta}
+                raise ValueError(f"{what} file not found: {os.path.join(vis_root, path)}")
+    meta = {
+        k: v for k, v in row.items() if k not in ("image", "video", "conversations", "instruction", "output", "caption")
+    }
+    return {"images": images, "videos": videos, "conversations": conversations, "caption": caption, "meta": meta}
 
 
-def load_annotations(ann_paths, vis_root, placeholder=IMAGE_TOKEN, max_skipped_share=1.0):
+def _replace_marks(text, marks):
+    """`text` with each data mark replaced by ours, in one pass (a mark may contain another)."""
+    table = {theirs: ours for theirs, ours in marks}
+    pattern = "|".join(re.escape(m) for m in sorted(table, key=len, reverse=True))
+    return re.sub(pattern, lambda match: table[match.group(0)], text)
+
+
+def load_annotations(
+    ann_paths, vis_root, placeholder=IMAGE_TOKEN, max_skipped_share=1.0, video_placeholder=VIDEO_TOKEN
+):
     """The usable rows of the annotation files; the others are skipped with one warning, and more
     than `max_skipped_share` of them skipped stops with an AnnotationError."""
     rows, problems = [], []
@@ -115,7 +144,9 @@ def load_annotations(ann_paths, vis_root, placeholder=IMAGE_TOKEN, max_skipped_s
             raise AnnotationError(f"annotation file {ann_path} must hold a JSON list of rows")
         for index, row in enumerate(data):
             try:
-                rows.append({**normalise_row(row, vis_root, placeholder), "where": f"{ann_path} row {index}"})
+                rows.append(
+                    {**normalise_row(row, vis_root, placeholder, video_placeholder), "where": f"{ann_path} row {index}"}
+                )
             except ValueError as err:
                 problems.append(f"{ann_path} row {index}: {err}")
     if problems:
@@ -141,16 +172,21 @@ class InstructionDataset(Dataset):
         image_placeholder=IMAGE_TOKEN,
         caption_instructions=None,
         max_skipped_share=1.0,
+        video_placeholder=VIDEO_TOKEN,
+        max_frames=8,
+        frame_marker="",
     ):
         self.vis_root = vis_root
         self.vis_processor = vis_processor
         self.text_processor = text_processor
         self.caption_instructions = list(caption_instructions or CAPTION_INSTRUCTIONS)
-        self.annotation = load_annotations(ann_paths, vis_root, image_placeholder, max_skipped_share)
+        self.max_frames = max_frames
+        self.frame_marker = frame_marker
+        self.annotation = load_annotations(ann_paths, vis_root, image_placeholder, max_skipped_share, video_placeholder)
         if not self.annotation:
             raise AnnotationError(f"no usable rows in {list(ann_paths)}")
         self._augment_seed = None
-        self.feature_store = None  # {image path: cached Q-former outputs}, set by use_feature_store
+        self.feature_store = None  # {image or video path: cached Q-former outputs}, set by use_feature_store
 
     def set_epoch(self, seed, epoch):
         self._augment_seed = (int(seed), int(epoch))
@@ -177,13 +213,21 @@ class InstructionDataset(Dataset):
         token per Chinese character or per 3 to 4 English letters) + `image_tokens` per image."""
         return [
             sum(len(str(m["value"]).encode("utf-8")) for m in row["conversations"]) // 3
-            + image_tokens * len(row["images"])
+            + image_tokens * (len(row["images"]) + self.max_frames * len(row["videos"]))
             for row in self.annotation
         ]
 
     def image_paths(self):
         """The distinct image paths (relative to `vis_root`) of every row, in first-use order."""
         return list(dict.fromkeys(p for row in self.annotation for p in row["images"]))
+
+    def video_paths(self):
+        """The distinct video paths (relative to `vis_root`) of every row, in first-use order."""
+        return list(dict.fromkeys(p for row in self.annotation for p in row["videos"]))
+
+    def video_frames(self, path):
+        """The video's sampled frames (PIL RGB), as this dataset reads them."""
+        return read_frames(os.path.join(self.vis_root, path), self.max_frames)
 
     def use_feature_store(self, store):
         """Serve cached Q-former outputs (store[path] -> tensor) instead of processed images."""
@@ -199,18 +243,51 @@ class InstructionDataset(Dataset):
         with Image.open(full) as image:
             return self.vis_processor(image.convert("RGB"))
 
+    def _load_video(self, path):
+        if self.feature_store is not None:
+            return list(self.feature_store[path])
+        return [self.vis_processor(frame) for frame in self.video_frames(path)]
+
+    def _frame_slots(self, count):
+        return "".join(self.frame_marker.format(i=k + 1) + IMAGE_TOKEN for k in range(count))
+
+    def _with_media(self, row):
+        """(images and frames in slot order, conversations with each `<video>` expanded to its frames' slots)."""
+        images, videos = iter(row["images"]), iter(row["videos"])
+        media, conversations = [], []
+        for message in row["conversations"]:
+            if ROLE_ALIASES[str(message["from"]).lower()] != "user":
+                conversations.append(message)
+                continue
+            pieces = []
+            for piece in re.split(f"({re.escape(IMAGE_TOKEN)}|{re.escape(VIDEO_TOKEN)})", message["value"]):
+                if piece == IMAGE_TOKEN:
+                    media.append(self._load_image(next(images)))
+                elif piece == VIDEO_TOKEN:
+                    frames = self._load_video(next(videos))
+                    media += frames
+                    piece = self._frame_slots(len(frames))
+                pieces.append(piece)
+            conversations.append({**message, "value": "".join(pieces)})
+        return media, conversations
+
     def __getitem__(self, index):
         for attempt in range(len(self.annotation)):
             row = self.annotation[(index + attempt) % len(self.annotation)]
             try:
                 with self._sample_rng((index + attempt) % len(self.annotation)):
-                    images = [self._load_image(p) for p in row["images"]]
-            except (OSError, Image.DecompressionBombError, ValueError) as err:
+                    images, source = self._with_media(row)
+            except (OSError, Image.DecompressionBombError, ValueError) as err:  # VideoError is a ValueError
+                what = "video" if isinstance(err, VideoError) else "image"
                 logging.warning(
-                    "unreadable image in sample %d (%s): %s; using the next sample", index + attempt, row["images"], err
+                    "unreadable %s in sample %d (%s, %s): %s; using the next sample",
+                    what,
+                    index + attempt,
+                    row["where"],
+                    row["images"] + row["videos"],
+                    err,
                 )
                 continue
-            source = row["conversations"]
             if row["caption"] is not None:  # the image, then one of the caption instructions
                 instruction = self._caption_instruction((index + attempt) % len(self.annotation))
                 source = [{"from": "user", "value": f"<Img>{source[0]['value']}</Img> {instruction}"}, source[1]]
@@ -231,7 +308,7 @@ class InstructionDataset(Dataset):
                 "index": (index + attempt) % len(self.annotation),
                 "where": row["where"],
             }
-        raise RuntimeError("no readable image in the whole dataset")
+        raise AnnotationError(f"no readable image or video in the whole dataset ({self.annotation[0]['where']} ...)")
 
     @staticmethod
     def collater(samples):

@@ -1,4 +1,5 @@
-"""Synthetic datasets generated on the fly (no download): the tiny default run's data."""
+"""Synthetic datasets generated on the fly (no download): the tiny default run's data (shapes),
+a video set (moving_shapes) and a multi-image set (shape_pairs)."""
 
 from lavis.datasets.synthetic.shapes import (  # noqa: F401
     ANSWERS,

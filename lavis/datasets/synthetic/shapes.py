@@ -37,19 +37,15 @@ with a string, stable across Python versions and platforms).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import random
 import shutil
-import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from PIL import Image, ImageDraw
 
-from lavis.common.utils import atomic_open
+from lavis.datasets.synthetic.generation import balanced, ensure_generated, write_json, write_text
 
 __all__ = [
     "ANSWERS",
@@ -168,8 +164,17 @@ def _randint(rng, lo: int, hi: int) -> int:
     return int(rng.randint(lo, hi))
 
 
-def draw_shape(shape: str, colour: str, image_size: int = 64, rng=None) -> tuple[Image.Image, dict]:
-    """Draw one filled ``shape`` of ``colour`` at a random size and position.
+def background_tint(rng) -> tuple[int, int, int]:
+    """The light grey background with a slight random tint."""
+    j = _BACKGROUND_JITTER
+    return tuple(min(255, max(0, c + _randint(rng, -j, j))) for c in _BACKGROUND)
+
+
+def draw_shape(
+    shape: str, colour: str, image_size: int = 64, rng=None, size=None, origin=None, background=None
+) -> tuple[Image.Image, dict]:
+    """Draw one filled ``shape`` of ``colour`` at a random size and position (or the given
+    ``size``, top-left ``origin`` (x0, y0) and ``background`` RGB: frames of one moving shape).
 
     ``rng`` may be a ``random.Random``, a ``numpy.random.Generator`` /
     ``RandomState``, an int seed or None.  The shape's side is 47%-50% of
@@ -190,12 +195,10 @@ def draw_shape(shape: str, colour: str, image_size: int = 64, rng=None) -> tuple
     n = int(image_size)
     lo = max(4, round(_SIZE_RANGE[0] * n))
     hi = max(lo, round(_SIZE_RANGE[1] * n))
-    s = _randint(rng, lo, hi)
-    x0 = _randint(rng, 0, n - s)
-    y0 = _randint(rng, 0, n - s)
+    s = _randint(rng, lo, hi) if size is None else int(size)
+    x0, y0 = (_randint(rng, 0, n - s), _randint(rng, 0, n - s)) if origin is None else map(int, origin)
     x1, y1 = x0 + s - 1, y0 + s - 1
-    j = _BACKGROUND_JITTER
-    bg = tuple(min(255, max(0, c + _randint(rng, -j, j))) for c in _BACKGROUND)
+    bg = background_tint(rng) if background is None else tuple(background)
 
     img = Image.new("RGB", (n, n), bg)
     draw = ImageDraw.Draw(img)
@@ -368,20 +371,9 @@ def corpus_lines() -> list[str]:
 # --------------------------------------------------------------------------
 # dataset generation
 # --------------------------------------------------------------------------
-def _balanced(rng: random.Random, items: list, n: int) -> list:
-    """``n`` items cycling through shuffled copies of ``items`` (exact balance
-    up to one partial block)."""
-    out: list = []
-    while len(out) < n:
-        block = list(items)
-        rng.shuffle(block)
-        out.extend(block)
-    return out[:n]
-
-
 def _shape_colour_stream(rng: random.Random, n: int) -> list[tuple[str, str]]:
     """Shapes and colours each balanced to within one, drawn independently."""
-    return list(zip(_balanced(rng, list(SHAPES), n), _balanced(rng, list(COLOURS), n)))
+    return list(zip(balanced(rng, list(SHAPES), n), balanced(rng, list(COLOURS), n)))
 
 
 def _question(rng: random.Random, qtype: str, lang: str) -> str:
@@ -392,43 +384,8 @@ def _name_width(n: int) -> int:
     return max(5, len(str(max(n - 1, 0))))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    _atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=1) + "\n")
-
-
 def _params(num_train: int, num_val: int, image_size: int, seed: int) -> dict:
     return {"num_train": int(num_train), "num_val": int(num_val), "image_size": int(image_size), "seed": int(seed)}
-
-
-def _manifest_ok(root: Path, params: dict) -> bool:
-    try:
-        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("params") != params:
-        return False
-    return (root / "image").is_dir() and all((root / f).is_file() for f in _FILES)
-
-
-@contextlib.contextmanager
-def _lock(root: Path):
-    """Exclusive lock so concurrent processes (e.g. several ranks) generate once."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX
-        yield
-        return
-    with open(root / ".lock", "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _generate(root: Path, params: dict) -> dict:
@@ -472,7 +429,7 @@ def _generate(root: Path, params: dict) -> dict:
     val = []
     qa_cells = [(q, lang) for q in QTYPES for lang in LANGS]
     for i, ((shape, colour), (qtype, lang)) in enumerate(
-        zip(_shape_colour_stream(rng, num_val), _balanced(rng, qa_cells, num_val))
+        zip(_shape_colour_stream(rng, num_val), balanced(rng, qa_cells, num_val))
     ):
         for _ in range(1000):  # never reuse a train image's exact drawing
             img, meta = draw_shape(shape, colour, image_size, rng)
@@ -493,12 +450,12 @@ def _generate(root: Path, params: dict) -> dict:
             }
         )
 
-    _atomic_write_json(root / "train.json", train)
-    _atomic_write_json(root / "train_instruction.json", train_instruction)
-    _atomic_write_json(root / "train_captions.json", captions(m for m in metadata if m["split"] == "train"))
-    _atomic_write_json(root / "val.json", val)
-    _atomic_write_json(root / "metadata.json", metadata)
-    _atomic_write_text(root / "corpus.txt", "\n".join(corpus_lines()) + "\n")
+    write_json(root / "train.json", train)
+    write_json(root / "train_instruction.json", train_instruction)
+    write_json(root / "train_captions.json", captions(m for m in metadata if m["split"] == "train"))
+    write_json(root / "val.json", val)
+    write_json(root / "metadata.json", metadata)
+    write_text(root / "corpus.txt", "\n".join(corpus_lines()) + "\n")
 
     def counts(split: str) -> dict:
         metas = [m for m in metadata if m["split"] == split]
@@ -539,24 +496,5 @@ def ensure_shapes_dataset(
     """
     if num_train < 1 or num_val < 0:
         raise ValueError(f"need num_train >= 1 and num_val >= 0, got {num_train}, {num_val}")
-    root = Path(root)
     params = _params(num_train, num_val, image_size, seed)
-    if _manifest_ok(root, params):
-        return root
-    root.mkdir(parents=True, exist_ok=True)
-    with _lock(root):
-        if _manifest_ok(root, params):  # another process finished meanwhile
-            return root
-        (root / "manifest.json").unlink(missing_ok=True)
-        start = time.perf_counter()
-        stats = _generate(root, params)
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "params": params,
-            "files": list(_FILES),
-            "image_dir": "image",
-            "stats": stats,
-            "generation_seconds": round(time.perf_counter() - start, 3),
-        }
-        _atomic_write_json(root / "manifest.json", manifest)
-    return root
+    return ensure_generated(root, params, FORMAT_VERSION, _FILES, "image", _generate)

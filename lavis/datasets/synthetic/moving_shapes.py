@@ -1,0 +1,136 @@
+"""Synthetic bilingual video set: one shape moving left, right, up or down (the video path's proof).
+
+`ensure_moving_shapes(root)` writes, once (`generation.ensure_generated`), under
+`cache/dataset/moving_shapes/`:
+
+    video/00000.mp4 ...             train clips (H.264 through PyAV, `num_frames` frames each)
+    video/val_00000.mp4 ...         held-out clips (separate draws)
+    video/val_00000_reversed.mp4    the same held-out clips, frames in reverse order
+    train.json                      {"video", "conversations"}: "<video>\nWhich way does the shape move?" -> "left";
+                                    a third of the rows ask the shape's colour instead (an easy first signal
+                                    through the image side, as the default set's colour questions are)
+    val.json                        held-out direction questions, with "qtype": "direction" and "lang"
+    val_reversed.json               the reversed clips, each answered with the opposite direction
+    manifest.json                   parameters + format version, written last
+
+A clip's frames hold the same shape, colour and background; only the position changes, by the
+same step each frame, across at least 40 % of the image.  The set of frames of a clip and of its
+reversed copy is the same, so a model that ignores the frames' order answers both alike and
+scores at most 50 % over val + val_reversed; one that reads the order scores high on both.
+Every question is answered with every direction (balanced), so the text alone gives chance, 25 %.
+"""
+
+import random
+import shutil
+from collections import Counter
+
+import av
+import numpy as np
+
+from lavis.datasets.synthetic.generation import balanced, ensure_generated, write_json
+from lavis.datasets.synthetic.shapes import ANSWERS as SHAPE_ANSWERS
+from lavis.datasets.synthetic.shapes import COLOURS, SHAPES, background_tint, draw_shape
+
+FORMAT_VERSION = 3  # 2: colour questions in train; 3: and shape questions
+DEFAULT_ROOT = "cache/dataset/moving_shapes"
+DIRECTIONS = ("left", "right", "up", "down")
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+ANSWERS = {
+    "en": {d: d for d in DIRECTIONS},
+    "zh": {"left": "向左", "right": "向右", "up": "向上", "down": "向下"},
+}
+QUESTIONS = {
+    "en": ("Which way does the shape move?", "In which direction is the shape moving?"),
+    "zh": ("图形往哪个方向移动？", "这个图形朝哪边移动？"),
+}
+COLOUR_QUESTIONS = {"en": ("What colour is the moving shape?",), "zh": ("移动的图形是什么颜色？",)}
+SHAPE_QUESTIONS = {"en": ("What shape is moving?",), "zh": ("移动的是什么形状？",)}
+_FILES = ("train.json", "val.json", "val_reversed.json")
+_SIDE = 0.3  # the shape's side as a fraction of the image's
+_FPS = 4
+
+
+def write_video(path, frames, fps=_FPS):
+    """Frames (PIL RGB, same size) -> an H.264 MP4 (near-lossless: the colours stay apart)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"crf": "12"})
+        stream.width, stream.height = frames[0].size
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(frame), format="rgb24")))
+        container.mux(stream.encode())
+
+
+def clip(rng, direction, num_frames, image_size):
+    """(frames, meta) of one shape moving in `direction` over `num_frames` frames."""
+    shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
+    side = round(_SIDE * image_size)
+    span = image_size - side
+    travel = rng.randint(round(0.4 * image_size), span)  # how far it goes, first frame to last
+    start = rng.randint(0, span - travel)
+    along = [start + round(travel * k / (num_frames - 1)) for k in range(num_frames)]
+    if direction in ("left", "up"):
+        along = along[::-1]
+    across = rng.randint(0, span)
+    background = background_tint(rng)
+    frames = []
+    for a in along:
+        origin = (a, across) if direction in ("left", "right") else (across, a)
+        frames.append(draw_shape(shape, colour, image_size, rng, size=side, origin=origin, background=background)[0])
+    return frames, {"shape": shape, "colour": colour, "direction": direction}
+
+
+def _row(video, question, answer, **meta):
+    return {
+        "video": video,
+        "conversations": [{"from": "user", "value": f"<video>\n{question}"}, {"from": "assistant", "value": answer}],
+        **meta,
+    }
+
+
+def _generate(root, params):
+    folder = root / "video"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    n_frames, size = params["num_frames"], params["image_size"]
+    rows = {"train": [], "val": [], "val_reversed": []}
+    for split, count in (("train", params["num_train"]), ("val", params["num_val"])):
+        rng = random.Random(f"moving-shapes:{params['seed']}:{split}")
+        cells = [(d, lang) for d in DIRECTIONS for lang in ANSWERS]
+        for i, (direction, lang) in enumerate(balanced(rng, cells, count)):
+            frames, meta = clip(rng, direction, n_frames, size)
+            name = f"{i:05d}.mp4" if split == "train" else f"val_{i:05d}.mp4"
+            write_video(folder / name, frames)
+            if split == "train" and i % 4 == 2:
+                question, answer = rng.choice(COLOUR_QUESTIONS[lang]), SHAPE_ANSWERS["colour"][lang][meta["colour"]]
+            elif split == "train" and i % 4 == 3:
+                question, answer = rng.choice(SHAPE_QUESTIONS[lang]), SHAPE_ANSWERS["shape"][lang][meta["shape"]]
+            else:
+                question, answer = rng.choice(QUESTIONS[lang]), ANSWERS[lang][direction]
+            extra = {} if split == "train" else {"qtype": "direction", "lang": lang}
+            rows[split].append(_row(name, question, answer, **extra))
+            if split == "val":
+                reversed_name = name.replace(".mp4", "_reversed.mp4")
+                write_video(folder / reversed_name, frames[::-1])
+                rows["val_reversed"].append(_row(reversed_name, question, ANSWERS[lang][OPPOSITE[direction]], **extra))
+    for split, split_rows in rows.items():
+        write_json(root / f"{split}.json", split_rows)
+    return {
+        split: dict(Counter(r["conversations"][1]["value"] for r in split_rows)) for split, split_rows in rows.items()
+    }
+
+
+def ensure_moving_shapes(root=DEFAULT_ROOT, num_train=2000, num_val=200, num_frames=8, image_size=64, seed=0):
+    """Generate the set under `root` unless a complete copy with these parameters is there."""
+    if num_train < 1 or num_val < 0 or num_frames < 2:
+        raise ValueError(
+            f"need num_train >= 1, num_val >= 0, num_frames >= 2; got {num_train}, {num_val}, {num_frames}"
+        )
+    params = {
+        "num_train": num_train,
+        "num_val": num_val,
+        "num_frames": num_frames,
+        "image_size": image_size,
+        "seed": seed,
+    }
+    return ensure_generated(root, params, FORMAT_VERSION, _FILES, "video", _generate)
