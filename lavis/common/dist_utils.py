@@ -65,17 +65,21 @@ def init_distributed_mode(run_cfg):
     `run.distributed` (default True): DDP exactly when torchrun's variables are present, as in
     LAVIS; False: always one process.  `run.dist_url` is the init method ("env://":
     MASTER_ADDR/MASTER_PORT from torchrun); `run.dist_timeout_s` bounds every collective, so a
-    rank stuck waiting for a dead peer stops instead of hanging forever.
+    rank stuck waiting for a dead peer stops instead of hanging forever.  With
+    `run.fsdp_cpu_offload` on CUDA the group is `cpu:gloo,cuda:nccl`: the offloaded shards are CPU
+    tensors, and what runs collectives on them (the gradient norm, checkpoint gathers) needs gloo.
     """
     if not run_cfg.get("distributed", True) or not launched_by_torchrun():
         return False
     if is_dist_avail_and_initialized():
         return True
     use_cuda = str(run_cfg.get("device", "cuda")).startswith("cuda") and torch.cuda.is_available()
+    backend = "gloo"
     if use_cuda:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        backend = "cpu:gloo,cuda:nccl" if run_cfg.get("fsdp_cpu_offload", False) else "nccl"
     dist.init_process_group(
-        backend="nccl" if use_cuda else "gloo",
+        backend=backend,
         init_method=run_cfg.get("dist_url", "env://") or "env://",
         timeout=datetime.timedelta(seconds=float(run_cfg.get("dist_timeout_s", 1800))),
     )

@@ -20,7 +20,22 @@ rest of the loop is the same for both.
   state dicts (every rank takes part in the gather, rank 0 writes), so chat loads them in one
   process; the optimizer state is saved full too (keyed by parameter name, so it is tied to no
   world size; tested with the same one) and either strategy resumes from either's checkpoint.
-  Works on CPU (gloo, tested) as well as NCCL.
+  Works on CPU (gloo, tested) as well as NCCL.  While accumulating (`accum_grad_iters` > 1)
+  every micro-batch reduce-scatters its gradients into the sharded ones, so gradients stay at
+  1/N per rank; skipping the exchange (FSDP2's `set_requires_gradient_sync(False)`, DDP's
+  `no_sync` analogue) would keep every unit's full gradient per rank until the stepping
+  micro-batch: 28.8 GiB for Qwen-7B in fp32, more than the communication saved is worth.
+* `fsdp` with `run.fsdp_cpu_offload: True`: FSDP2's `CPUOffloadPolicy` on every unit.  The
+  parameter and gradient shards live in host memory (pinned on CUDA), each unit's shards are
+  copied to the GPU for its all-gather and its reduced gradient shard back, and AdamW steps
+  on the CPU with its moments there: the GPU keeps only the gathered units, activations and
+  logits, at the price of host-device copies and a CPU optimizer step.  On CUDA the process
+  group is then `cpu:gloo,cuda:nccl` (lavis/common/dist_utils.py), as collectives on the
+  offloaded tensors (gradient norm, checkpoint gathers) need a CPU backend.  The runner still
+  puts the whole model on the device before sharding, so the GPU must hold it once at start.
+  On a CPU device the policy is passed all the same and changes nothing (one log line says
+  so; the losses equal the run without it, tests/runners/test_fsdp.py).  With `ddp` the key is
+  a config error.  `python -m lavis.tools.memory_plan` estimates what each choice needs per GPU.
 """
 
 import contextlib
@@ -35,10 +50,14 @@ from lavis.common.checkpoint import CheckpointError
 def build_strategy(run_cfg, distributed, device, amp_dtype):
     """The strategy `run.strategy` names; one process (no torchrun) always keeps the plain model."""
     name = run_cfg.get("strategy", "ddp")  # checked against schema.STRATEGIES by lavis/common/config.py
+    offload = bool(run_cfg.get("fsdp_cpu_offload", False))  # only with fsdp (lavis/common/config.py)
     if name == "fsdp" and distributed:
-        return Sharded(device, amp_dtype)
+        return Sharded(device, amp_dtype, cpu_offload=offload)
     if name == "fsdp":
-        logging.info("run.strategy=fsdp in a single process: nothing to shard, training the plain model")
+        logging.info(
+            "run.strategy=fsdp in a single process: nothing to shard, training the plain model%s",
+            " (run.fsdp_cpu_offload does not apply)" if offload else "",
+        )
     return Replicated(device, distributed)
 
 
@@ -105,14 +124,19 @@ class Replicated:
 class Sharded:
     """FSDP2: parameters, gradients and optimizer state sharded over the ranks."""
 
-    def __init__(self, device, amp_dtype):
-        from torch.distributed.fsdp import MixedPrecisionPolicy
+    def __init__(self, device, amp_dtype, cpu_offload=False):
+        from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy
 
-        self.device = device
+        self.device, self.cpu_offload = device, cpu_offload
         if amp_dtype is not None and device.type == "cuda":
             self.mp_policy = MixedPrecisionPolicy(param_dtype=amp_dtype, reduce_dtype=torch.float32)
         else:
             self.mp_policy = MixedPrecisionPolicy()  # fp32 on CPU (and without run.amp)
+        # run.fsdp_cpu_offload: shards and the optimizer step on the CPU; pinned host memory only
+        # where there is a device to copy from (pinning needs CUDA)
+        self.offload_policy = CPUOffloadPolicy(pin_memory=device.type == "cuda") if cpu_offload else OffloadPolicy()
+        if cpu_offload and device.type == "cpu":
+            logging.info("run.fsdp_cpu_offload on a CPU device: the shards are in host memory already, nothing moves")
 
     @staticmethod
     def units(model):
@@ -133,10 +157,12 @@ class Sharded:
 
         mesh = init_device_mesh(self.device.type, (get_world_size(),))
         units = self.units(model)
+        policies = dict(mesh=mesh, mp_policy=self.mp_policy, offload_policy=self.offload_policy)
         for block in units:
-            fully_shard(block, mesh=mesh, mp_policy=self.mp_policy)
-        fully_shard(model, mesh=mesh, mp_policy=self.mp_policy)  # in place: `model` is now the root unit
-        logging.info("FSDP2: %d units + root over %d ranks", len(units), get_world_size())
+            fully_shard(block, **policies)
+        fully_shard(model, **policies)  # in place: `model` is now the root unit
+        offloaded = ", shards and optimizer step on the CPU" if self.cpu_offload else ""
+        logging.info("FSDP2: %d units + root over %d ranks%s", len(units), get_world_size(), offloaded)
         return model
 
     def _fsdp_modules(self, model):
@@ -144,14 +170,9 @@ class Sharded:
 
         return [m for m in model.modules() if isinstance(m, FSDPModule)]
 
-    @contextlib.contextmanager
     def no_sync(self, train_model):
-        """Accumulate unsharded gradients locally; the next synced backward reduce-scatters them."""
-        train_model.set_requires_gradient_sync(False)
-        try:
-            yield
-        finally:
-            train_model.set_requires_gradient_sync(True)
+        """Nothing is skipped: each micro-batch reduce-scatters into the sharded gradients (see above)."""
+        return contextlib.nullcontext()
 
     @staticmethod
     def _options(**kwargs):

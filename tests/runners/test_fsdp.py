@@ -5,7 +5,8 @@ the DDP run's (measured: identical to the 6 printed digits; weights within 2e-7)
 run puts frozen base weights and trainable adapters in one FSDP unit; the full run
 (`freeze_llm: False`, the tiny default) shards the trainable ViT and Q-former layers too.
 Checkpoints are full state dicts that load in one process and chat; resume (from an fsdp or a
-ddp checkpoint) continues the uninterrupted run's curve.
+ddp checkpoint) continues the uninterrupted run's curve.  `run.fsdp_cpu_offload` on a CPU device
+passes FSDP2's CPUOffloadPolicy all the same: nothing moves, and the run is the same run.
 """
 
 import pytest
@@ -33,7 +34,8 @@ def losses(job):
 
 @pytest.fixture(scope="module")
 def runs(shapes_root, tmp_path_factory):
-    """LoRA: ddp and fsdp (2 epochs, fsdp also evaluates); full LLM: ddp and fsdp (1 epoch)."""
+    """LoRA: ddp and fsdp (2 epochs, fsdp also evaluates); full LLM: ddp, fsdp and fsdp with
+    run.fsdp_cpu_offload (1 epoch)."""
     tmp = tmp_path_factory.mktemp("fsdp")
     cfg_path = write_config(shapes_root, tmp)
     out = {"cfg": cfg_path, "tmp": tmp}
@@ -43,6 +45,9 @@ def runs(shapes_root, tmp_path_factory):
     )
     for name in ("ddp", "fsdp"):
         out[f"full_{name}"] = run(cfg_path, tmp / f"full_{name}", f"run.strategy={name}", "run.max_epoch=1")
+    out["full_fsdp_offload"] = run(
+        cfg_path, tmp / "full_fsdp_offload", "run.strategy=fsdp", "run.max_epoch=1", "run.fsdp_cpu_offload=True"
+    )
     return out
 
 
@@ -144,6 +149,50 @@ def test_fsdp_resume_continues_the_curve(runs, source, checkpoint, start):
     for a, b in zip(uninterrupted, resumed):
         assert a[:2] == b[:2] and abs(a[2] - b[2]) < 1e-5, (a, b)
     assert_same_weights(runs["fsdp"][1], job, epoch=1)
+
+
+@pytest.mark.slow
+def test_fsdp_cpu_offload_on_cpu_is_the_same_run(runs):
+    """On a CPU device the offload policy has nothing to move: the same losses to the last digit,
+    the same weights, and one log line that says so."""
+    (_, plain_job), (proc, offload_job) = runs["full_fsdp"], runs["full_fsdp_offload"]
+    assert losses(offload_job) == losses(plain_job) and len(losses(plain_job)) == 5
+    assert_same_weights(plain_job, offload_job, epoch=0)
+    assert proc.stderr.count("run.fsdp_cpu_offload on a CPU device: the shards are in host memory already") == 1
+    assert "shards and optimizer step on the CPU" in proc.stderr
+
+
+def test_fsdp_cpu_offload_needs_fsdp():
+    from lavis.common.config import Config, ConfigError
+
+    model = {"arch": "minigpt4qwen", "model_type": "tiny"}
+    user = OmegaConf.create({"model": model, "run": {"fsdp_cpu_offload": True}})
+    with pytest.raises(ConfigError) as err:
+        Config.build(user)
+    assert str(err.value) == (
+        "config key 'run.fsdp_cpu_offload': True offloads FSDP's shards, but run.strategy is 'ddp': "
+        "set run.strategy=fsdp, or drop the key"
+    )
+    ok = Config.build(OmegaConf.create({"model": model, "run": {"fsdp_cpu_offload": True, "strategy": "fsdp"}}))
+    assert ok.run.fsdp_cpu_offload is True
+    assert Config.build(OmegaConf.create({"model": model})).run.fsdp_cpu_offload is False
+
+
+@pytest.mark.parametrize("offload, backend", [(False, "nccl"), (True, "cpu:gloo,cuda:nccl")])
+def test_cuda_process_group_has_a_cpu_backend_for_offloaded_shards(monkeypatch, offload, backend):
+    """Collectives on offloaded (CPU) shards need gloo next to NCCL; what init_process_group is
+    asked for on CUDA (no GPU here: the calls are recorded, not made)."""
+    from lavis.common import dist_utils
+
+    calls = []
+    for name in dist_utils.TORCHRUN_VARS:
+        monkeypatch.setenv(name, "0")
+    monkeypatch.setattr(dist_utils.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(dist_utils.torch.cuda, "set_device", lambda index: None)
+    monkeypatch.setattr(dist_utils.dist, "init_process_group", lambda **kwargs: calls.append(kwargs))
+    run_cfg = OmegaConf.create({"device": "cuda", "strategy": "fsdp", "fsdp_cpu_offload": offload})
+    assert dist_utils.init_distributed_mode(run_cfg) is True
+    assert [c["backend"] for c in calls] == [backend]
 
 
 def test_unknown_strategy_is_a_config_error():
