@@ -7,14 +7,14 @@
     video/val_00000.mp4 ...         held-out clips (separate draws)
     video/val_00000_reversed.mp4    the same held-out clips, frames in reverse order
     train.json                      {"video", "conversations"}: "<video>\nWhich way does the shape move?" -> "left";
-                                    a third of the rows ask the shape's colour instead (an easy first signal
+                                    a quarter of the rows ask the shape's colour instead (an easy first signal
                                     through the image side, as the default set's colour questions are)
     val.json                        held-out direction questions, with "qtype": "direction" and "lang"
     val_reversed.json               the reversed clips, each answered with the opposite direction
     manifest.json                   parameters + format version, written last
 
 A clip's frames hold the same shape, colour and background; only the position changes, by the
-same step each frame, across at least 40 % of the image.  The set of frames of a clip and of its
+same step each frame, across at least 60 % of the image.  The set of frames of a clip and of its
 reversed copy is the same, so a model that ignores the frames' order answers both alike and
 scores at most 50 % over val + val_reversed; one that reads the order scores high on both.
 Every question is answered with every direction (balanced), so the text alone gives chance, 25 %.
@@ -31,7 +31,7 @@ from lavis.datasets.synthetic.generation import balanced, ensure_generated, writ
 from lavis.datasets.synthetic.shapes import ANSWERS as SHAPE_ANSWERS
 from lavis.datasets.synthetic.shapes import COLOURS, SHAPES, background_tint, draw_shape
 
-FORMAT_VERSION = 3  # 2: colour questions in train; 3: and shape questions
+FORMAT_VERSION = 5  # 2: colour questions in train; 4: travel >= 60 %; 5: a quarter colour questions
 DEFAULT_ROOT = "cache/dataset/moving_shapes"
 DIRECTIONS = ("left", "right", "up", "down")
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -44,7 +44,6 @@ QUESTIONS = {
     "zh": ("图形往哪个方向移动？", "这个图形朝哪边移动？"),
 }
 COLOUR_QUESTIONS = {"en": ("What colour is the moving shape?",), "zh": ("移动的图形是什么颜色？",)}
-SHAPE_QUESTIONS = {"en": ("What shape is moving?",), "zh": ("移动的是什么形状？",)}
 _FILES = ("train.json", "val.json", "val_reversed.json")
 _SIDE = 0.3  # the shape's side as a fraction of the image's
 _FPS = 4
@@ -66,7 +65,7 @@ def clip(rng, direction, num_frames, image_size):
     shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
     side = round(_SIDE * image_size)
     span = image_size - side
-    travel = rng.randint(round(0.4 * image_size), span)  # how far it goes, first frame to last
+    travel = rng.randint(round(0.6 * image_size), span)  # how far it goes, first frame to last
     start = rng.randint(0, span - travel)
     along = [start + round(travel * k / (num_frames - 1)) for k in range(num_frames)]
     if direction in ("left", "up"):
@@ -101,10 +100,8 @@ def _generate(root, params):
             frames, meta = clip(rng, direction, n_frames, size)
             name = f"{i:05d}.mp4" if split == "train" else f"val_{i:05d}.mp4"
             write_video(folder / name, frames)
-            if split == "train" and i % 4 == 2:
+            if split == "train" and i % 4 == 3:
                 question, answer = rng.choice(COLOUR_QUESTIONS[lang]), SHAPE_ANSWERS["colour"][lang][meta["colour"]]
-            elif split == "train" and i % 4 == 3:
-                question, answer = rng.choice(SHAPE_QUESTIONS[lang]), SHAPE_ANSWERS["shape"][lang][meta["shape"]]
             else:
                 question, answer = rng.choice(QUESTIONS[lang]), ANSWERS[lang][direction]
             extra = {} if split == "train" else {"qtype": "direction", "lang": lang}
