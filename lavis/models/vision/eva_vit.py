@@ -5,8 +5,6 @@ BLIP-2 uses (pre-norm blocks, exact GELU, qkv projection with a q and v bias but
 class token + absolute position embeddings).  BLIP-2 applies its own `ln_vision` LayerNorm
 (eps 1e-5) after the ViT, whereas transformers folds it into `post_layernorm` with the
 blocks' eps (1e-6); we drop `post_layernorm` and keep `ln_vision` in the model, as LAVIS does.
-A ViT built from scratch starts its position embeddings as 2D sin-cos (as MAE initialises them);
-loaded weights replace them.
 """
 
 import torch
@@ -61,21 +59,6 @@ def _mask_k_bias_grad(qkv, args):
         bias._k_grad_masked = True
 
 
-def sincos_position_embedding(dim, grid):
-    """(1, 1 + grid * grid, dim): a zero class-token row, then per patch (row, column) sines and
-    cosines of each coordinate at `dim / 4` frequencies (MAE's 2D sin-cos embedding)."""
-    quarter = dim // 4
-    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
-    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
-
-    def axis(coordinate):
-        angles = coordinate.flatten()[:, None].double() * omega[None]
-        return torch.cat([angles.sin(), angles.cos()], dim=1)
-
-    patches = torch.cat([axis(rows), axis(cols)], dim=1)
-    return torch.cat([torch.zeros(1, dim, dtype=torch.float64), patches]).float()[None]
-
-
 def build_eva_vit(arch, image_size, drop_path_rate=0.0, use_grad_checkpoint=False):
     """An EVA-style ViT returning (B, 1 + num_patches, embed_dim) features, no final norm."""
     if drop_path_rate:
@@ -84,12 +67,6 @@ def build_eva_vit(arch, image_size, drop_path_rate=0.0, use_grad_checkpoint=Fals
             "stochastic depth); the original recipe uses 0"
         )
     vit = Blip2VisionModel(vit_config(arch, image_size))
-    position = vit.embeddings.position_embedding
-    if position.shape[-1] % 4 == 0:
-        # Why not transformers' init (std 0.02): next to the patch features (std ~0.4 on normalised
-        # pixels) such positions are too faint for a ViT trained from scratch to find where things are.
-        with torch.no_grad():
-            position.copy_(sincos_position_embedding(position.shape[-1], image_size // vit.config.patch_size))
     vit.post_layernorm = nn.Identity()
     keep_k_bias_zero(vit)
     if use_grad_checkpoint:
