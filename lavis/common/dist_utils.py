@@ -10,6 +10,7 @@ and every helper answers as for one process (rank 0 of 1, main process, barrier 
 
 import datetime
 import functools
+import logging
 import os
 
 import torch
@@ -52,6 +53,17 @@ def main_process(func):
         return None
 
     return wrapper
+
+
+def pick_device(name, distributed=False):
+    """`run.device` as a torch device: CUDA falls back to the CPU (with a warning) where there is
+    none, and each process of a distributed run takes its local rank's GPU."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        logging.warning("run.device=%s but no CUDA device is available: running on CPU", name)
+        return torch.device("cpu")
+    if name.startswith("cuda") and distributed:
+        return torch.device("cuda", get_local_rank())  # one GPU per process
+    return torch.device(name)
 
 
 def barrier():

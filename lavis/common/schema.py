@@ -190,6 +190,7 @@ class RunConfig:
     valid_splits: List[str] = field(default_factory=list)
     test_splits: List[str] = field(default_factory=list)
     max_new_tokens: int = 32  # generation length when evaluating on held-out splits
+    num_beams: int = 1  # benchmarks (evaluate.py): greedy with 1, beam search with more; never sampled
     device: str = "cuda"
     dist_url: str = "env://"  # init method of torch.distributed (env://: torchrun's MASTER_ADDR/PORT)
     distributed: bool = True  # DDP when launched by torchrun (plain `python train.py`: one process); False: never

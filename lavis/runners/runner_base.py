@@ -92,7 +92,7 @@ class RunnerBase:
         attach_cached_features(cfg, model, datasets)  # run.use_cached_features: images -> cached features
         self.job_id = job_id
         self.distributed = dist_utils.is_dist_avail_and_initialized()
-        self.device = self._pick_device(self.run_cfg.device)
+        self.device = dist_utils.pick_device(self.run_cfg.device, self.distributed)
         self.model = model.to(self.device)  # the unwrapped model: checkpoints, evaluation
         self.amp_dtype = autocast_dtype_named(self.run_cfg.autocast_dtype) if self.run_cfg.amp else None
         compile_llm_layers(self.model, self.run_cfg.compile, self.device)  # run.compile: see lavis/runners/compile.py
@@ -122,14 +122,6 @@ class RunnerBase:
         )
         use_scaler = self.amp_dtype == torch.float16 and self.run_cfg.loss_scale and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-
-    def _pick_device(self, name):
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            logging.warning("run.device=%s but no CUDA device is available: training on CPU", name)
-            return torch.device("cpu")
-        if name.startswith("cuda") and self.distributed:
-            return torch.device("cuda", dist_utils.get_local_rank())  # one GPU per process
-        return torch.device(name)
 
     def _resume_path(self, setting):
         """`run.resume_ckpt_path`, with `auto` resolved (by rank 0, for all ranks) to the newest

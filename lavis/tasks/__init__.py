@@ -2,9 +2,10 @@
 
 from lavis.common.registry import registry
 from lavis.tasks.base_task import BaseTask
+from lavis.tasks.benchmark_task import BenchmarkTask
 from lavis.tasks.image_text_pretrain import ImageTextPretrainTask
 
-__all__ = ["BaseTask", "ImageTextPretrainTask", "setup_task"]
+__all__ = ["BaseTask", "BenchmarkTask", "ImageTextPretrainTask", "setup_task"]
 
 
 def setup_task(cfg):

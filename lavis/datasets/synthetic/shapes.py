@@ -10,7 +10,8 @@ writes, once, into ``cache/dataset/shapes_instruction/`` (:data:`DEFAULT_ROOT`):
 
     image/00000.png ...           train images (one shape on a plain light background)
     image/val_00000.png ...       held-out images (separate random draws, same distribution)
-    train.json                    multi-turn "conversations" format (1-2 Q/A turns)
+    train.json                    multi-turn "conversations" format (1-2 Q/A turns; in 3/4 of the
+                                  two-turn rows the first turn is a benchmark-style one, see below)
     train_instruction.json        the same images, single-turn "instruction"/"output" format
     train_captions.json           the same images as LAVIS caption rows ("a red circle" / "红色的圆形"),
                                   for the two-stage demo's caption stage
@@ -31,12 +32,28 @@ Each question string is answered, across the dataset, with every colour (or
 every shape), so the answer cannot be guessed from the text: a model whose image
 path is broken scores chance (1/6 on colour, 1/4 on shape).
 
+Benchmark styles (issue #12).  So that the default run also answers the field's
+evaluation prompts (``lavis/processors/benchmark_prompts.py``) as the synthetic
+benchmarks (``shapes_benchmarks.py``) ask them, the first turn of about 3/4 of the
+two-turn train rows is replaced by one benchmark-style turn, built by
+``benchmark_prompt`` itself, so the text is exactly what the evaluation sends:
+yes/no questions as MME asks them ("Is the shape in the image red? Please answer
+yes or no." -> "Yes" / "No"), POPE's "Is there a red circle in the image?" with the
+short-answer instruction, A-D multiple choice with the multiple-choice instruction
+(English and Chinese, with or without a hint), the caption instruction (-> "a red
+circle") and short answers with the short-answer suffix (English and Chinese); see
+:data:`STYLES`.  The styled turn stands first, after the image, as in the
+evaluation; the plain second question stays.  Those choices come from a separate
+random stream, so the images and the plain questions are those of format 3, and
+``val.json`` is unchanged.
+
 Everything is deterministic from ``seed`` (Python's ``random.Random`` seeded
 with a string, stable across Python versions and platforms).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -46,26 +63,45 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from lavis.datasets.synthetic.generation import balanced, ensure_generated, write_json, write_text
+from lavis.processors.benchmark_prompts import IMAGE_PREFIX as _BENCHMARK_IMAGE_PREFIX
+from lavis.processors.benchmark_prompts import INSTRUCTIONS, benchmark_prompt, options_text
 
 __all__ = [
     "ANSWERS",
     "COLOURS",
     "DEFAULT_ROOT",
     "FORMAT_VERSION",
+    "HINTS",
     "IMAGE_PREFIX",
     "LANGS",
+    "LETTERS",
+    "MME_QUESTIONS",
+    "NO",
+    "POPE_QUESTION",
     "QTYPES",
     "QUESTIONS",
     "SHAPES",
+    "STYLES",
     "SYSTEM_PROMPT",
+    "YES",
     "answer_for",
+    "caption_references",
+    "choice_keys",
     "corpus_lines",
     "draw_shape",
+    "drawing_key",
+    "drawing_keys",
     "ensure_shapes_dataset",
+    "object_phrase",
+    "other_value",
+    "pope_question",
+    "prompt_style",
+    "styled_turn",
+    "yes_no_question",
 ]
 
 #: Bump whenever the generator's output changes, so caches are regenerated.
-FORMAT_VERSION = 3  # 3: train_captions.json
+FORMAT_VERSION = 4  # 3: train_captions.json; 4: benchmark-style first turns in 3/4 of the two-turn rows
 
 #: Where the tiny default run keeps this dataset (relative to the cache root).
 DEFAULT_ROOT = "cache/dataset/shapes_instruction"
@@ -140,6 +176,57 @@ QUESTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         ),
     },
 }
+
+# --------------------------------------------------------------------------
+# benchmark styles (the texts the synthetic benchmarks ask; prompts: benchmark_prompts)
+# --------------------------------------------------------------------------
+if IMAGE_PREFIX != _BENCHMARK_IMAGE_PREFIX:  # the benchmark prompts put the image as these data do
+    raise ImportError(f"IMAGE_PREFIX {IMAGE_PREFIX!r} differs from benchmark_prompts' {_BENCHMARK_IMAGE_PREFIX!r}")
+
+#: MME's answers (its .txt files write them so; the readers lowercase them)
+YES, NO = "Yes", "No"
+#: MME-style yes/no questions: MME_QUESTIONS[qtype].format(colour or shape phrase)
+MME_QUESTIONS = {
+    "colour": "Is the shape in the image {}? Please answer yes or no.",
+    "shape": "Is there {} in the image? Please answer yes or no.",
+}
+#: POPE's question about one object ("a red circle")
+POPE_QUESTION = "Is there {} in the image?"
+#: Hints of the multiple-choice rows that have one (MMBench's "hint" column)
+HINTS: dict[str, tuple[str, ...]] = {
+    "en": ("The image shows one shape on a light background.", "There is only one object in the picture."),
+    "zh": ("图片中有一个形状，背景是浅色的。", "图片里只有一个物体。"),
+}
+LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
+#: COCO-style reference captions: five per image, filled by :func:`caption_references`
+CAPTION_TEMPLATES: tuple[str, ...] = (
+    "{obj}",
+    "{obj} on a grey background",
+    "{colour} {shape}",
+    "a picture of {obj}",
+    "{obj} in the image",
+)
+#: The benchmark-style first turns of the train rows: (style, prompt kind of benchmark_prompts,
+#: what is asked, language, weight).  mme: MME's yes/no; pope: POPE's object question with the
+#: short-answer instruction; choice: MMBench / MMBench-CN / SEED-Bench's A-D choice (a hint in a
+#: third of them); caption: COCO's caption instruction; short: VQAv2 / GQA's short answer.
+STYLES: tuple[tuple[str, str, str, str, int], ...] = (
+    ("mme", "yes_no", "colour", "en", 1),
+    ("mme", "yes_no", "shape", "en", 1),
+    ("pope", "short_answer", "object", "en", 2),
+    ("choice", "multiple_choice", "colour", "en", 2),
+    ("choice", "multiple_choice", "shape", "en", 2),
+    ("choice", "multiple_choice", "colour", "zh", 2),
+    ("choice", "multiple_choice", "shape", "zh", 2),
+    ("caption", "caption", "object", "en", 1),
+    ("short", "short_answer", "colour", "en", 1),
+    ("short", "short_answer", "shape", "en", 1),
+    ("short", "short_answer", "colour", "zh", 1),
+    ("short", "short_answer", "shape", "zh", 1),
+)
+#: Share of the two-turn train rows whose first turn becomes benchmark-style
+STYLED_SHARE = 0.75
+_HINT_SHARE = 1 / 3
 
 _POSITIONS_ZH = {"left": "左边", "centre": "中间", "right": "右边"}
 _BACKGROUND = (235, 235, 230)
@@ -247,12 +334,114 @@ def captions(metas) -> list[dict]:
     return [{"image": m["image"], "caption": caption_for(m, LANGS[i % 2])} for i, m in enumerate(metas)]
 
 
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def object_phrase(colour: str, shape: str, lang: str = "en") -> str:
+    """ "a red circle", "an orange cross"; Chinese "红色的圆形" (the keys of COLOURS and SHAPES)."""
+    if lang == "zh":
+        return f"{ANSWERS['colour']['zh'][colour]}的{ANSWERS['shape']['zh'][shape]}"
+    return f"{_article(colour)} {colour} {shape}"
+
+
+def yes_no_question(qtype: str, key: str) -> str:
+    """MME's question whether the image's colour (or shape) is `key`."""
+    return MME_QUESTIONS[qtype].format(key if qtype == "colour" else f"{_article(key)} {key}")
+
+
+def pope_question(colour: str, shape: str) -> str:
+    return POPE_QUESTION.format(object_phrase(colour, shape))
+
+
+def other_value(rng, qtype: str, key: str) -> str:
+    """A colour (or shape) other than `key`, uniformly."""
+    return rng.choice([k for k in (COLOURS if qtype == "colour" else SHAPES) if k != key])
+
+
+def other_object(rng, colour: str, shape: str, adversarial: bool) -> tuple[str, str]:
+    """A (colour, shape) not in the image: any other one, or (`adversarial`, POPE's hardest
+    negatives) one that shares the colour or the shape with it."""
+    if adversarial:
+        return (
+            (other_value(rng, "colour", colour), shape)
+            if rng.random() < 0.5
+            else (colour, other_value(rng, "shape", shape))
+        )
+    return rng.choice([(c, s) for c in COLOURS for s in SHAPES if (c, s) != (colour, shape)])
+
+
+def choice_keys(rng, qtype: str, key: str, letter: str) -> dict[str, str]:
+    """Four options {A-D: colour or shape key}: `key` at `letter`, three others in random order."""
+    others = [k for k in (COLOURS if qtype == "colour" else SHAPES) if k != key]
+    picked = rng.sample(others, len(LETTERS) - 1)
+    picked.insert(LETTERS.index(letter), key)
+    return dict(zip(LETTERS, picked))
+
+
+def caption_references(meta: dict) -> list[str]:
+    """The five reference captions of an image ("a red circle", "a red circle on a grey background", ...)."""
+    obj = object_phrase(meta["colour"], meta["shape"])
+    return [t.format(obj=obj, colour=meta["colour"], shape=meta["shape"]) for t in CAPTION_TEMPLATES]
+
+
+def styled_turn(rng, meta: dict, style: str, kind: str, asked: str, lang: str, target=None) -> tuple[str, str]:
+    """(user turn, answer) of one benchmark-style question about the image of `meta`; the user
+    turn is `benchmark_prompt(kind, item)`, exactly what the evaluation sends.  `target`: the
+    answer to produce (True/False for yes/no, a letter for a choice; None otherwise)."""
+    colour, shape = meta["colour"], meta["shape"]
+    item = {"question": "", "choices": None, "hint": None, "meta": {"lang": lang}}
+    if style == "mme":
+        key = meta[asked] if target else other_value(rng, asked, meta[asked])
+        item["question"], answer = yes_no_question(asked, key), YES if target else NO
+    elif style == "pope":
+        obj = (colour, shape) if target else other_object(rng, colour, shape, rng.random() < 0.5)
+        item["question"], answer = pope_question(*obj), YES if target else NO
+    elif style == "choice":
+        keys = choice_keys(rng, asked, meta[asked], target)
+        item["question"] = rng.choice(QUESTIONS[asked][lang])
+        item["choices"] = {letter: ANSWERS[asked][lang][k] for letter, k in keys.items()}
+        item["hint"] = rng.choice(HINTS[lang]) if rng.random() < _HINT_SHARE else None
+        answer = target
+    elif style == "caption":
+        answer = object_phrase(colour, shape, lang)
+    elif style == "short":
+        item["question"], answer = rng.choice(QUESTIONS[asked][lang]), answer_for(meta, asked, lang)
+    else:
+        raise ValueError(f"unknown style {style!r}; choose from {sorted({s[0] for s in STYLES})}")
+    return benchmark_prompt(kind, item), answer
+
+
+def prompt_style(text: str) -> str | None:
+    """The benchmark prompt kind ('yes_no', 'short_answer', 'multiple_choice', 'caption') of a
+    benchmark-style user turn, None for one of the plain QUESTIONS."""
+    for lang in LANGS:
+        if text == IMAGE_PREFIX + INSTRUCTIONS["caption"][lang]:
+            return "caption"
+        if text.endswith("\n" + INSTRUCTIONS["multiple_choice"][lang]):
+            return "multiple_choice"
+        if text.endswith("\n" + INSTRUCTIONS["short_answer"][lang]):
+            return "short_answer"
+    return "yes_no" if text.endswith(" Please answer yes or no.") else None
+
+
+def _style_block() -> list[tuple]:
+    """One block of (style, kind, asked, lang, target) cells, each style's targets (yes/no;
+    letters) equally often and each style as often as its weight says."""
+    block = []
+    for style, kind, asked, lang, weight in STYLES:
+        targets = (True, False) if style in ("mme", "pope") else LETTERS if style == "choice" else (None,)
+        for target in targets:
+            block += [(style, kind, asked, lang, target)] * (weight * len(LETTERS) // len(targets))
+    return block
+
+
 # --------------------------------------------------------------------------
 # corpus for the tiny tokenizer
 # --------------------------------------------------------------------------
 def corpus_lines() -> list[str]:
-    """Every question / answer string the generator can produce, plus a few
-    hundred generic bilingual chat lines.  Independent of the seed, so the tiny
+    """Every question / answer string the generator can produce (and the synthetic benchmarks
+    ask: `_benchmark_lines`), plus a few hundred generic bilingual chat lines.  Independent of the seed, so the tiny
     tokenizer's vocabulary is the same for every generated dataset."""
     lines: list[str] = [SYSTEM_PROMPT, "system", "user", "assistant", "你是一个乐于助人的助手。"]
     for qtype in QTYPES:
@@ -364,8 +553,32 @@ def corpus_lines() -> list[str]:
                 side = "in the centre" if pos == "centre" else f"on the {pos}"
                 lines.append(f"The {colour} {shape} is {side}.")
                 lines.append(f"{colour_zh}的{shape_zh}在{pos_zh}。")
+    lines += _benchmark_lines()
     seen: set[str] = set()
     return [x for x in lines if not (x in seen or seen.add(x))]
+
+
+def _benchmark_lines() -> list[str]:
+    """The benchmark-style texts, as the styled train turns and the synthetic benchmarks write
+    them: instructions, yes/no and POPE questions, option lines, hints, reference captions."""
+    lines = [YES, NO, *(text for by_lang in INSTRUCTIONS.values() for text in by_lang.values())]
+    for lang in LANGS:
+        lines += HINTS[lang]
+        for qtype in QTYPES:
+            answers = list(ANSWERS[qtype][lang].values())
+            for i, q in enumerate(QUESTIONS[qtype][lang]):
+                options = {letter: answers[(i + k) % len(answers)] for k, letter in enumerate(LETTERS)}
+                lines.append(f"{q}\n{INSTRUCTIONS['short_answer'][lang]}")
+                lines.append(f"{q}\n{options_text(options)}\n{INSTRUCTIONS['multiple_choice'][lang]}")
+            lines += [f"{letter}. {a}" for letter in LETTERS for a in answers]
+    for qtype in QTYPES:
+        lines += [yes_no_question(qtype, key) for key in (COLOURS if qtype == "colour" else SHAPES)]
+    for colour in COLOURS:
+        for shape in SHAPES:
+            lines.append(pope_question(colour, shape))
+            lines.append(object_phrase(colour, shape, "zh"))
+            lines += caption_references({"colour": colour, "shape": shape})
+    return lines
 
 
 # --------------------------------------------------------------------------
@@ -388,6 +601,59 @@ def _params(num_train: int, num_val: int, image_size: int, seed: int) -> dict:
     return {"num_train": int(num_train), "num_val": int(num_val), "image_size": int(image_size), "seed": int(seed)}
 
 
+def drawing_key(meta: dict) -> tuple:
+    """What makes two drawings the same picture: shape, colour, bbox and background."""
+    return (meta["shape"], meta["colour"], tuple(meta["bbox"]), tuple(meta["background"]))
+
+
+def _train_samples(num_train: int, image_size: int, seed: int):
+    """(file name, image, meta, conversation) of each train image, in order."""
+    rng = random.Random(f"shapes-instruction:{seed}:train")
+    # the benchmark styles draw from their own stream: images and plain questions stay format 3's
+    styles = random.Random(f"shapes-instruction:{seed}:train-styles")
+    cells = iter(balanced(styles, _style_block(), num_train))
+    width = _name_width(num_train)
+    for i, (shape, colour) in enumerate(_shape_colour_stream(rng, num_train)):
+        img, meta = draw_shape(shape, colour, image_size, rng)
+        first = rng.choice(QTYPES)
+        qtypes = [first] if rng.random() < 0.5 else [first, QTYPES[1 - QTYPES.index(first)]]
+        conv = []
+        for t, qtype in enumerate(qtypes):
+            lang = rng.choice(LANGS)
+            q = _question(rng, qtype, lang)
+            conv.append({"from": "user", "value": (IMAGE_PREFIX + q) if t == 0 else q})
+            conv.append({"from": "assistant", "value": answer_for(meta, qtype, lang)})
+        if len(conv) == 4 and styles.random() < STYLED_SHARE:
+            prompt, answer = styled_turn(styles, meta, *next(cells))
+            conv[:2] = [{"from": "user", "value": prompt}, {"from": "assistant", "value": answer}]
+        yield f"{i:0{width}d}.png", img, meta, conv
+
+
+def _val_samples(num_val: int, image_size: int, seed: int, train_keys: set):
+    """(file name, image, meta, qtype, lang, question) of each held-out image, in order: exactly
+    balanced, never a train image's drawing."""
+    rng = random.Random(f"shapes-instruction:{seed}:val")
+    width = _name_width(num_val)
+    qa_cells = [(q, lang) for q in QTYPES for lang in LANGS]
+    for i, ((shape, colour), (qtype, lang)) in enumerate(
+        zip(_shape_colour_stream(rng, num_val), balanced(rng, qa_cells, num_val))
+    ):
+        for _ in range(1000):  # never reuse a train image's exact drawing
+            img, meta = draw_shape(shape, colour, image_size, rng)
+            if drawing_key(meta) not in train_keys:
+                break
+        yield f"val_{i:0{width}d}.png", img, meta, qtype, lang, _question(rng, qtype, lang)
+
+
+@functools.lru_cache(maxsize=8)
+def drawing_keys(num_train: int = 4000, num_val: int = 400, image_size: int = 64, seed: int = 0) -> frozenset:
+    """The :func:`drawing_key` of every train and val image of the dataset these parameters
+    generate (computed, not read from disk), for sets that must never repeat one of them."""
+    train = frozenset(drawing_key(meta) for _, _, meta, _ in _train_samples(num_train, image_size, seed))
+    val = {drawing_key(meta) for _, _, meta, *_ in _val_samples(num_val, image_size, seed, train)}
+    return train | val
+
+
 def _generate(root: Path, params: dict) -> dict:
     num_train, num_val = params["num_train"], params["num_val"]
     image_size, seed = params["image_size"], params["seed"]
@@ -403,41 +669,18 @@ def _generate(root: Path, params: dict) -> dict:
         metadata.append({"image": name, "split": split, **meta})
 
     # ---- train: conversations (1-2 turns) + single-turn instruction view
-    rng = random.Random(f"shapes-instruction:{seed}:train")
-    width = _name_width(num_train)
     train, train_instruction = [], []
     train_keys: set[tuple] = set()
-    for i, (shape, colour) in enumerate(_shape_colour_stream(rng, num_train)):
-        img, meta = draw_shape(shape, colour, image_size, rng)
-        name = f"{i:0{width}d}.png"
+    for name, img, meta, conv in _train_samples(num_train, image_size, seed):
         save(img, name, "train", meta)
-        train_keys.add((shape, colour, tuple(meta["bbox"]), tuple(meta["background"])))
-        first = rng.choice(QTYPES)
-        qtypes = [first] if rng.random() < 0.5 else [first, QTYPES[1 - QTYPES.index(first)]]
-        conv = []
-        for t, qtype in enumerate(qtypes):
-            lang = rng.choice(LANGS)
-            q = _question(rng, qtype, lang)
-            conv.append({"from": "user", "value": (IMAGE_PREFIX + q) if t == 0 else q})
-            conv.append({"from": "assistant", "value": answer_for(meta, qtype, lang)})
+        train_keys.add(drawing_key(meta))
         train.append({"image": name, "conversations": conv})
         train_instruction.append({"image": name, "instruction": conv[0]["value"], "output": conv[1]["value"]})
 
     # ---- val: single-turn conversations, exactly balanced, disjoint draws
-    rng = random.Random(f"shapes-instruction:{seed}:val")
-    width = _name_width(num_val)
     val = []
-    qa_cells = [(q, lang) for q in QTYPES for lang in LANGS]
-    for i, ((shape, colour), (qtype, lang)) in enumerate(
-        zip(_shape_colour_stream(rng, num_val), balanced(rng, qa_cells, num_val))
-    ):
-        for _ in range(1000):  # never reuse a train image's exact drawing
-            img, meta = draw_shape(shape, colour, image_size, rng)
-            if (shape, colour, tuple(meta["bbox"]), tuple(meta["background"])) not in train_keys:
-                break
-        name = f"val_{i:0{width}d}.png"
+    for name, img, meta, qtype, lang, q in _val_samples(num_val, image_size, seed, train_keys):
         save(img, name, "val", meta)
-        q = _question(rng, qtype, lang)
         val.append(
             {
                 "image": name,
@@ -471,6 +714,7 @@ def _generate(root: Path, params: dict) -> dict:
             **counts("train"),
             "turns": sum(len(r["conversations"]) // 2 for r in train),
             "two_turn_samples": sum(len(r["conversations"]) == 4 for r in train),
+            "benchmark_styles": dict(Counter(prompt_style(r["conversations"][0]["value"]) for r in train)),
         },
         "val": {
             **counts("val"),
