@@ -27,7 +27,7 @@ from lavis.common.dtypes import autocast_dtype_named
 from lavis.common.errors import UserError
 from lavis.common.registry import registry
 from lavis.run_builder import build_run
-from lavis.tasks.benchmark_task import BenchmarkTask, evaluate_benchmark, format_table
+from lavis.tasks.benchmark_task import BenchmarkTask, benchmark_task_of, evaluate_benchmark, format_table
 
 
 def parse_args(argv=None):
@@ -46,10 +46,9 @@ def benchmark_tasks(cfg):
         raise ConfigError(f"run.task {cfg.run_cfg.task!r} is not a benchmark; evaluate.py runs {', '.join(names)}")
     tasks = {}
     for name in cfg.datasets_cfg:
-        benchmark = getattr(registry.get_builder_class(name), "BENCHMARK_TASK", "")
-        if not benchmark:
+        tasks[name] = benchmark_task_of(name)
+        if tasks[name] is None:
             raise ConfigError(f"datasets.{name} is not a benchmark (evaluate.py reads benchmarks' released files)")
-        tasks[name] = registry.get_task_class(benchmark)()
     return tasks
 
 

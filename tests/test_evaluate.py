@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -120,3 +121,24 @@ def test_missing_benchmark_files_and_a_training_task_are_one_line_errors(tmp_pat
     wrong = run_script("evaluate.py", "--cfg-path", str(cfg), "--options", "run.task=image_text_pretrain")
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
     assert "run.task 'image_text_pretrain' is not a benchmark" in wrong.stderr and "mmbench" in wrong.stderr
+
+
+def test_a_benchmark_in_valid_splits_is_scored_at_each_epoch_end(shapes_root, tmp_path):
+    from omegaconf import OmegaConf
+
+    from tests.helpers.runs import make_runner, read_log, run_config
+
+    cfg = run_config(shapes_root, tmp_path / "out", max_epoch=2, valid_splits=["val", "mme"], max_new_tokens=4)
+    cfg.config.datasets.mme = OmegaConf.merge(
+        cfg.config.datasets.shapes_instruction,
+        {"build_info": {"annotations": {"test": {"storage": str(files.mme_root(tmp_path))}}}},
+    )
+    del cfg.config.datasets.mme.build_info.annotations["train"], cfg.config.datasets.mme.build_info.annotations["val"]
+    runner = make_runner(cfg)
+    results = runner.train()
+    records = [r for r in read_log(runner.log_path) if r.get("benchmark") == "mme"]
+    assert [r["epoch"] for r in records] == [0, 1]
+    assert {"perception total", "artwork acc", "artwork acc+", "count acc"} <= set(records[0])
+    assert set(results) == {"mme/epoch_0", "mme/epoch_1", "val"}
+    for epoch in (0, 1):
+        assert (Path(runner.output_dir) / "benchmarks" / "mme" / f"epoch_{epoch}" / "results.json").is_file()

@@ -62,6 +62,7 @@ from lavis.datasets.mixture import MixtureDataset, shared_collater
 from lavis.runners.compile import compile_llm_layers
 from lavis.runners.samplers import ResumableSampler
 from lavis.runners.strategies import build_strategy
+from lavis.tasks.benchmark_task import benchmark_task_of, evaluate_benchmark, format_table
 
 
 def param_groups(model, weight_decay, lr_scale=None):
@@ -98,6 +99,7 @@ class RunnerBase:
         compile_llm_layers(self.model, self.run_cfg.compile, self.device)  # run.compile: see lavis/runners/compile.py
         self.train_model = self._wrap(self.model)  # what training steps call (DDP when distributed)
         self.resume_path = self._resume_path(self.run_cfg.resume_ckpt_path)
+        self.global_step = 0  # optimizer steps so far (the x axis of benchmark scores in TensorBoard)
         self.output_dir = self._job_dir(job_id)
         if dist_utils.is_main_process():
             os.makedirs(self.output_dir, exist_ok=True)
@@ -344,6 +346,7 @@ class RunnerBase:
             losses.append(value)
             meter.add(value, *counts)
             step = epoch * steps_per_epoch + i // accum + 1  # optimizer steps so far, this one included
+            self.global_step = step
             grad = {"grad_norm": round(grad_norm, 6)} if steps else {}
             self.log({"epoch": epoch, "iter": i, "step": step, "loss": round(value, 6), "lr": lr, **grad, **extras})
             if steps:
@@ -372,6 +375,45 @@ class RunnerBase:
         groups = "  ".join(f"{g}: {acc:.1%}" for g, acc in result["by_group"].items())
         print(f"[{split}] held-out exact-match accuracy: {result['accuracy']:.1%} of {result['total']}  ({groups})")
         return result
+
+    def _benchmarks(self):
+        """{name in run.valid_splits: its benchmark task} for the benchmark datasets the run names
+        there (scored at each epoch's end; other names are held-out splits, scored at the end)."""
+        found = {}
+        for name in self.run_cfg.valid_splits:
+            task = benchmark_task_of(name) if name in self.datasets else None
+            if task is not None:
+                found[name] = task
+        return found
+
+    def evaluate_benchmarks(self, epoch, steps):
+        """Score each benchmark of `run.valid_splits` (rank 0 alone), into the JSON log, TensorBoard
+        and `<job>/benchmarks/<name>/epoch_<N>/`."""
+        if not dist_utils.is_main_process():
+            return {}
+        self.model.eval()
+        results = {}
+        for name, task in self._benchmarks().items():
+            folder = os.path.join(self.output_dir, "benchmarks", name, f"epoch_{epoch}")
+            with self._autocast():
+                scores = evaluate_benchmark(
+                    task,
+                    self.model,
+                    self.datasets[name]["test"],
+                    folder,
+                    batch_size=self.run_cfg.batch_size_eval,
+                    max_new_tokens=self.run_cfg.max_new_tokens,
+                    num_beams=self.run_cfg.num_beams,
+                    rank=0,
+                    world_size=1,
+                )
+            headline = dict(task.headline(scores))
+            self.log({"epoch": epoch, "benchmark": name, **headline})
+            self.run_logger.scalars(steps, {f"eval/{name}/{metric}": value for metric, value in headline.items()})
+            print(f"[{name}] epoch {epoch}: " + format_table(task, scores))
+            results[f"{name}/epoch_{epoch}"] = scores
+        self.model.train()
+        return results
 
     def train(self):
         """Train (unless `run.evaluate`) and evaluate; the run's logs are closed and curves.png
@@ -405,9 +447,14 @@ class RunnerBase:
                 self.save_checkpoint(epoch)
                 if dist_utils.is_main_process():
                     print(f"epoch {epoch}: mean loss {mean_loss:.4f} ({time.time() - start:.0f}s elapsed)")
+                if self._benchmarks():
+                    with self.strategy.full_weights(self.model):  # rank 0 evaluates alone
+                        results.update(self.evaluate_benchmarks(epoch, steps=self.global_step))
+                    dist_utils.barrier()
         with self.strategy.full_weights(self.model):  # rank 0 evaluates alone
             for split in list(cfg.valid_splits) + list(cfg.test_splits):
-                results[split] = self.evaluate(split)
+                if split not in self._benchmarks():
+                    results[split] = self.evaluate(split)
         dist_utils.barrier()  # the other ranks wait while rank 0 saves and evaluates
         return results
 

@@ -234,6 +234,13 @@ class CaptionTask(BenchmarkTask):
         )
 
 
+def benchmark_task_of(dataset_name):
+    """The benchmark task that scores the registered dataset `dataset_name`, or None when it is
+    not a benchmark (its builder names no `BENCHMARK_TASK`)."""
+    task = getattr(registry.get_builder_class(dataset_name), "BENCHMARK_TASK", "")
+    return registry.get_task_class(task)() if task else None
+
+
 def _kept(meta, *keys):
     return {k: meta[k] for k in keys if k in meta}
 
