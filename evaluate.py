@@ -13,20 +13,17 @@ only the rest.
 """
 
 import argparse
-import logging
 import os
 import sys
-import traceback
 
 import torch
 
 import lavis  # noqa: F401  (registers every component)
 from lavis.common import dist_utils
-from lavis.common.config import Config, ConfigError
+from lavis.common.config import ConfigError
 from lavis.common.dtypes import autocast_dtype_named
-from lavis.common.errors import UserError
 from lavis.common.registry import registry
-from lavis.run_builder import build_run
+from lavis.run_builder import build_run, run_distributed_entry
 from lavis.tasks.benchmark_task import BenchmarkTask, benchmark_task_of, evaluate_benchmark, format_table
 
 
@@ -54,53 +51,34 @@ def benchmark_tasks(cfg):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        cfg = Config(args)
-        dist_utils.init_distributed_mode(cfg.run_cfg)
-        if not dist_utils.is_main_process():
-            logging.getLogger().setLevel(logging.WARNING)
-        run = cfg.run_cfg
-        if run.threads:
-            torch.set_num_threads(run.threads)
-        tasks = benchmark_tasks(cfg)  # before anything loads
-        _, datasets, model = build_run(cfg)
-        device = dist_utils.pick_device(run.device, dist_utils.is_dist_avail_and_initialized())
-        model = model.to(device).eval()
-        amp = autocast_dtype_named(run.autocast_dtype) if run.amp else None
-        for name, splits in datasets.items():
-            with torch.autocast(device_type=device.type, dtype=amp, enabled=amp is not None):
-                scores = evaluate_benchmark(
-                    tasks[name],
-                    model,
-                    splits["test"],
-                    os.path.join(run.output_dir, name),
-                    batch_size=run.batch_size_eval,
-                    max_new_tokens=run.max_new_tokens,
-                    num_beams=run.num_beams,
-                    resume=args.resume,
-                    num_workers=run.num_workers,
-                )
-            if dist_utils.is_main_process():
-                print(f"[{name}] {len(splits['test'])} items -> {os.path.join(run.output_dir, name)}")
-                print(format_table(tasks[name], scores), flush=True)
-    except UserError as err:
-        print(f"error: {rank_prefix()}{err}", file=sys.stderr, flush=True)
-        return 2
-    except Exception as err:
-        if not dist_utils.is_dist_avail_and_initialized():
-            raise
-        traceback.print_exc()
-        first_line = (str(err).strip().splitlines() or [""])[0]
-        print(f"error: {rank_prefix()}{type(err).__name__}: {first_line}", file=sys.stderr, flush=True)
-        return 1
-    finally:
-        dist_utils.destroy_process_group()
-    return 0
+    return run_distributed_entry(args, lambda cfg: evaluate(cfg, args.resume))
 
 
-def rank_prefix():
-    return f"rank {dist_utils.get_rank()}: " if dist_utils.is_dist_avail_and_initialized() else ""
+def evaluate(cfg, resume=False):
+    run = cfg.run_cfg
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    tasks = benchmark_tasks(cfg)  # before anything loads
+    _, datasets, model = build_run(cfg)
+    device = dist_utils.pick_device(run.device, dist_utils.is_dist_avail_and_initialized())
+    model = model.to(device).eval()
+    amp = autocast_dtype_named(run.autocast_dtype) if run.amp else None
+    for name, splits in datasets.items():
+        with torch.autocast(device_type=device.type, dtype=amp, enabled=amp is not None):
+            scores = evaluate_benchmark(
+                tasks[name],
+                model,
+                splits["test"],
+                os.path.join(run.output_dir, name),
+                batch_size=run.batch_size_eval,
+                max_new_tokens=run.max_new_tokens,
+                num_beams=run.num_beams,
+                resume=resume,
+                num_workers=run.num_workers,
+            )
+        if dist_utils.is_main_process():
+            print(f"[{name}] {len(splits['test'])} items -> {os.path.join(run.output_dir, name)}")
+            print(format_table(tasks[name], scores), flush=True)
 
 
 if __name__ == "__main__":

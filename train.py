@@ -10,18 +10,13 @@ stops the other ranks (and `run.dist_timeout_s` bounds any collective still wait
 """
 
 import argparse
-import logging
 import os
 import sys
 import time
-import traceback
 
 import lavis  # noqa: F401  (registers every component)
-from lavis.common import dist_utils
-from lavis.common.config import Config
-from lavis.common.errors import UserError
 from lavis.common.registry import registry
-from lavis.run_builder import build_run
+from lavis.run_builder import build_run, run_distributed_entry
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CFG = os.path.join(REPO_ROOT, "lavis", "projects", "instruction_tuning", "train_tiny.yaml")
@@ -46,34 +41,14 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        cfg = Config(args)
-        dist_utils.init_distributed_mode(cfg.run_cfg)
-        if not dist_utils.is_main_process():
-            logging.getLogger().setLevel(logging.WARNING)
-        task, datasets, model = build_run(cfg)
-        job_id = time.strftime("%Y%m%d%H%M%S")
-        runner = registry.get_runner_class(cfg.run_cfg.runner)(cfg, task, model, datasets, job_id)
-        runner.train()
-    except UserError as err:
-        print(f"error: {rank_prefix()}{err}", file=sys.stderr, flush=True)
-        return 2
-    except Exception as err:
-        if not dist_utils.is_dist_avail_and_initialized():
-            raise  # one process: the usual traceback
-        traceback.print_exc()
-        first_line = (str(err).strip().splitlines() or [""])[0]
-        print(f"error: {rank_prefix()}{type(err).__name__}: {first_line}", file=sys.stderr, flush=True)
-        return 1
-    finally:
-        dist_utils.destroy_process_group()
-    return 0
+    return run_distributed_entry(parse_args(argv), train)
 
 
-def rank_prefix():
-    return f"rank {dist_utils.get_rank()}: " if dist_utils.is_dist_avail_and_initialized() else ""
+def train(cfg):
+    task, datasets, model = build_run(cfg)
+    job_id = time.strftime("%Y%m%d%H%M%S")
+    runner = registry.get_runner_class(cfg.run_cfg.runner)(cfg, task, model, datasets, job_id)
+    runner.train()
 
 
 if __name__ == "__main__":

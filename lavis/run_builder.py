@@ -7,7 +7,12 @@ same initial weights in both).  The errors that are the user's to fix all derive
 """
 
 import logging
+import sys
+import traceback
 
+from lavis.common import dist_utils
+from lavis.common.config import Config
+from lavis.common.errors import UserError
 from lavis.common.rng import set_seed
 from lavis.tasks import setup_task
 
@@ -28,3 +33,34 @@ def build_run(cfg):
             )
             break
     return task, datasets, model
+
+
+def rank_prefix():
+    return f"rank {dist_utils.get_rank()}: " if dist_utils.is_dist_avail_and_initialized() else ""
+
+
+def run_distributed_entry(args, body):
+    """The main of `train.py` and `evaluate.py`: the config from `args`, the process group (under
+    torchrun), then `body(cfg)`.  A user's error is one `error: ...` line (exit 2); under torchrun
+    any other error is its traceback and one `error: rank R: ...` line (exit 1), so the other
+    ranks are stopped; one process keeps Python's usual traceback.  Returns the exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        cfg = Config(args)
+        dist_utils.init_distributed_mode(cfg.run_cfg)
+        if not dist_utils.is_main_process():
+            logging.getLogger().setLevel(logging.WARNING)
+        body(cfg)
+    except UserError as err:
+        print(f"error: {rank_prefix()}{err}", file=sys.stderr, flush=True)
+        return 2
+    except Exception as err:
+        if not dist_utils.is_dist_avail_and_initialized():
+            raise  # one process: the usual traceback
+        traceback.print_exc()
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        print(f"error: {rank_prefix()}{type(err).__name__}: {first_line}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        dist_utils.destroy_process_group()
+    return 0

@@ -1,40 +1,15 @@
-"""Fixtures of the benchmark reader tests: tiny files in the released formats (tests/helpers/benchmark_files.py)."""
+"""Fixtures of the benchmark reader tests: tiny files in the released formats, each written into
+the test's tmp_path by the writer of the same name in tests/helpers/benchmark_files.py."""
 
 import pytest
 
 from tests.helpers import benchmark_files as files
 
 
-@pytest.fixture
-def mme_root(tmp_path):
-    return files.mme_root(tmp_path)
+def _fixture(name):
+    writer = getattr(files, name)
+    return pytest.fixture(name=name)(lambda tmp_path: writer(tmp_path))
 
 
-@pytest.fixture
-def mmbench_tsv(tmp_path):
-    return files.mmbench_tsv(tmp_path)
-
-
-@pytest.fixture
-def pope_files(tmp_path):
-    return files.pope_files(tmp_path)
-
-
-@pytest.fixture
-def karpathy_files(tmp_path):
-    return files.karpathy_files(tmp_path)
-
-
-@pytest.fixture
-def vqa_files(tmp_path):
-    return files.vqa_files(tmp_path)
-
-
-@pytest.fixture
-def gqa_files(tmp_path):
-    return files.gqa_files(tmp_path)
-
-
-@pytest.fixture
-def seed_files(tmp_path):
-    return files.seed_files(tmp_path)
+for _name in ("mme_root", "mmbench_tsv", "pope_files", "karpathy_files", "vqa_files", "gqa_files", "seed_files"):
+    globals()[_name] = _fixture(_name)
