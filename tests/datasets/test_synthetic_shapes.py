@@ -90,6 +90,13 @@ def test_files_exist_and_parse(small):
     assert not list(small.glob("*.tmp*"))
 
 
+def plain_turns(conv):
+    """[(question without the image prefix, answer)] of a conversation's plain turns (the
+    benchmark-style ones are checked in test_shapes_benchmarks.py)."""
+    pairs = [(conv[i]["value"], conv[i + 1]["value"]) for i in range(0, len(conv), 2)]
+    return [(q.removeprefix(IMAGE_PREFIX), a) for q, a in pairs if S.prompt_style(q) is None]
+
+
 def check_conversation(row, turns_allowed):
     conv = row["conversations"]
     assert len(conv) // 2 in turns_allowed and len(conv) % 2 == 0
@@ -100,10 +107,9 @@ def check_conversation(row, turns_allowed):
     assert sum(t["value"].count("<ImageHere>") for t in conv) == 1
     assert conv[0]["value"].startswith(IMAGE_PREFIX)
     assert conv[0]["value"].count("<Img>") == 1 and conv[0]["value"].count("</Img>") == 1
-    for i in range(0, len(conv), 2):
-        q = conv[i]["value"].removeprefix(IMAGE_PREFIX) if i == 0 else conv[i]["value"]
+    for q, a in plain_turns(conv):
         qtype, lang = ALL_QUESTIONS[q]
-        a_type, a_lang, _ = ANSWER_KEY[conv[i + 1]["value"]]
+        a_type, a_lang, _ = ANSWER_KEY[a]
         assert (a_type, a_lang) == (qtype, lang)  # question's language decides the answer's
     return conv
 
@@ -148,9 +154,8 @@ def test_images_open_and_answers_match_pixels(small):
             assert img.format == "PNG" and img.mode == "RGB" and img.size == (64, 64)
             img.load()
         m = meta[row["image"]]
-        conv = row["conversations"]
-        for i in range(1, len(conv), 2):
-            qtype, _, key = ANSWER_KEY[conv[i]["value"]]
+        for _, answer in plain_turns(row["conversations"]):
+            qtype, _, key = ANSWER_KEY[answer]
             assert key == (m["colour"] if qtype == "colour" else m["shape"])
         frac = colour_mask(img, m["colour"]).mean()
         assert frac > 0.03, (row["image"], frac)  # the stated colour is really drawn
@@ -309,9 +314,8 @@ def test_train_roughly_balanced(medium):
     train = load(medium, "train.json")
     langs, types = Counter(), Counter()
     for row in train:
-        conv = row["conversations"]
-        for i in range(0, len(conv), 2):
-            qtype, lang = ALL_QUESTIONS[conv[i]["value"].removeprefix(IMAGE_PREFIX)]
+        for q, _ in plain_turns(row["conversations"]):
+            qtype, lang = ALL_QUESTIONS[q]
             langs[lang] += 1
             types[qtype] += 1
     total = sum(langs.values())
@@ -326,9 +330,8 @@ def test_answers_not_predictable_from_question(medium):
     by_question = defaultdict(list)
     for name in ("train.json", "val.json"):
         for row in load(medium, name):
-            conv = row["conversations"]
-            for i in range(0, len(conv), 2):
-                by_question[conv[i]["value"].removeprefix(IMAGE_PREFIX)].append(conv[i + 1]["value"])
+            for q, a in plain_turns(row["conversations"]):
+                by_question[q].append(a)
     assert set(by_question) == set(ALL_QUESTIONS)  # every paraphrase is used
     hits = total = 0
     for q, answers in by_question.items():

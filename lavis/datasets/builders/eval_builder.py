@@ -17,6 +17,7 @@ from lavis.common.utils import get_cache_path
 from lavis.datasets.builders.base_dataset_builder import BaseDatasetBuilder
 from lavis.datasets.datasets.eval_dataset import EvalDataset
 from lavis.datasets.eval_data import coco_caption, mmbench, mme, pope, seed_bench, vqa
+from lavis.datasets.synthetic.shapes_benchmarks import PROMPT_LANG, ensure_shapes_benchmarks
 from lavis.processors import load_processor
 
 
@@ -157,3 +158,45 @@ class SEEDBenchBuilder(BenchmarkBuilder):
 
     def required(self, path, image_root):
         return seed_bench.required_files(path, image_root)
+
+
+class ShapesBenchmarkBuilder:
+    """A synthetic shapes benchmark (`lavis/datasets/synthetic/shapes_benchmarks.py`): generated
+    on first use (`generator`: its root under the cache and its sizes), then read by the real
+    benchmark's reader (the class it is mixed into)."""
+
+    DATASET_CONFIG_DICT = {"default": "configs/datasets/shapes_benchmarks/defaults.yaml"}
+    lang = None  # a Chinese set whose reader does not say so
+
+    def missing_files(self, name=""):
+        return []  # generated on first use
+
+    def prepare(self):
+        generator = dict(self.config.generator or {})
+        ensure_shapes_benchmarks(get_cache_path(generator.pop("root", "dataset/shapes_benchmarks")), **generator)
+
+    def read(self, *files):
+        items = super().read(*files)
+        for item in items if self.lang else ():
+            item["meta"]["lang"] = self.lang
+        return items
+
+
+def _register_shapes(name, real, lang=None):
+    cls = type(f"Shapes_{name}_Builder", (ShapesBenchmarkBuilder, real), {"lang": lang, "__doc__": f"shapes {name}"})
+    registry.register_builder(f"shapes_{name}")(cls)
+
+
+for _name, _real in {
+    "mme": MMEBuilder,
+    "mmbench": MMBenchBuilder,
+    "mmbench_cn": MMBenchCNBuilder,
+    "pope": POPEBuilder,
+    "coco_caption": COCOCaptionBuilder,
+    "vqav2": VQAv2Builder,
+    "vqav2_zh": VQAv2Builder,
+    "gqa": GQABuilder,
+    "gqa_zh": GQABuilder,
+    "seed_bench": SEEDBenchBuilder,
+}.items():
+    _register_shapes(_name, _real, PROMPT_LANG.get(_name))

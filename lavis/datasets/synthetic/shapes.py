@@ -10,14 +10,14 @@ writes, once, into ``cache/dataset/shapes_instruction/`` (:data:`DEFAULT_ROOT`):
 
     image/00000.png ...           train images (one shape on a plain light background)
     image/val_00000.png ...       held-out images (separate random draws, same distribution)
-    train.json                    multi-turn "conversations" format (1-2 Q/A turns; in 3/4 of the
-                                  two-turn rows the first turn is a benchmark-style one, see below)
+    train.json                    multi-turn "conversations" format (1-2 Q/A turns; 3/4 of the
+                                  one-turn rows ask in a benchmark's style instead, see below)
     train_instruction.json        the same images, single-turn "instruction"/"output" format
     train_captions.json           the same images as LAVIS caption rows ("a red circle" / "红色的圆形"),
                                   for the two-stage demo's caption stage
     val.json                      single-turn "conversations" + "qtype" / "lang" keys
     metadata.json                 per image: split, shape, colour, position, bbox, background
-    corpus.txt                    every question/answer string + generic chat lines
+    corpus.txt                    every plain question/answer string + generic chat lines
                                   (the tiny tokenizer's BPE vocabulary is trained on it)
     manifest.json                 parameters + format version, written LAST
 
@@ -34,18 +34,20 @@ path is broken scores chance (1/6 on colour, 1/4 on shape).
 
 Benchmark styles (issue #12).  So that the default run also answers the field's
 evaluation prompts (``lavis/processors/benchmark_prompts.py``) as the synthetic
-benchmarks (``shapes_benchmarks.py``) ask them, the first turn of about 3/4 of the
-two-turn train rows is replaced by one benchmark-style turn, built by
-``benchmark_prompt`` itself, so the text is exactly what the evaluation sends:
-yes/no questions as MME asks them ("Is the shape in the image red? Please answer
-yes or no." -> "Yes" / "No"), POPE's "Is there a red circle in the image?" with the
-short-answer instruction, A-D multiple choice with the multiple-choice instruction
-(English and Chinese, with or without a hint), the caption instruction (-> "a red
-circle") and short answers with the short-answer suffix (English and Chinese); see
-:data:`STYLES`.  The styled turn stands first, after the image, as in the
-evaluation; the plain second question stays.  Those choices come from a separate
-random stream, so the images and the plain questions are those of format 3, and
-``val.json`` is unchanged.
+benchmarks (``shapes_benchmarks.py``) ask them, about 3/4 of the one-turn train rows
+(37 % of the rows) ask one benchmark-style question instead of their plain one, the
+user turn built by ``benchmark_prompt`` itself, so the text is exactly what the
+evaluation sends, image first: yes/no questions as MME asks them ("Is the shape in
+the image red? Please answer yes or no." -> "Yes" / "No"), POPE's "Is there a red
+circle in the image?" with the short-answer instruction, A-D multiple choice with
+the multiple-choice instruction (English and Chinese, a hint in a third of them),
+the caption instruction (-> "a red circle") and short answers with the short-answer
+suffix (English and Chinese); see :data:`STYLES`.  The styles are drawn from a
+separate random stream, so the images, the two-turn rows and ``val.json`` are
+exactly those of format 3.  The instructions are not in ``corpus.txt``, so the
+shipped tiny vocabularies stay as they are: with 400 merges there is no room for
+them (added, they cost the system prompt and the plain questions more tokens than
+they save).
 
 Everything is deterministic from ``seed`` (Python's ``random.Random`` seeded
 with a string, stable across Python versions and platforms).
@@ -64,7 +66,7 @@ from PIL import Image, ImageDraw
 
 from lavis.datasets.synthetic.generation import balanced, ensure_generated, write_json, write_text
 from lavis.processors.benchmark_prompts import IMAGE_PREFIX as _BENCHMARK_IMAGE_PREFIX
-from lavis.processors.benchmark_prompts import INSTRUCTIONS, benchmark_prompt, options_text
+from lavis.processors.benchmark_prompts import INSTRUCTIONS, benchmark_prompt
 
 __all__ = [
     "ANSWERS",
@@ -93,6 +95,7 @@ __all__ = [
     "drawing_keys",
     "ensure_shapes_dataset",
     "object_phrase",
+    "other_object",
     "other_value",
     "pope_question",
     "prompt_style",
@@ -101,7 +104,7 @@ __all__ = [
 ]
 
 #: Bump whenever the generator's output changes, so caches are regenerated.
-FORMAT_VERSION = 4  # 3: train_captions.json; 4: benchmark-style first turns in 3/4 of the two-turn rows
+FORMAT_VERSION = 4  # 3: train_captions.json; 4: benchmark-style questions in 3/4 of the one-turn rows
 
 #: Where the tiny default run keeps this dataset (relative to the cache root).
 DEFAULT_ROOT = "cache/dataset/shapes_instruction"
@@ -194,8 +197,8 @@ MME_QUESTIONS = {
 POPE_QUESTION = "Is there {} in the image?"
 #: Hints of the multiple-choice rows that have one (MMBench's "hint" column)
 HINTS: dict[str, tuple[str, ...]] = {
-    "en": ("The image shows one shape on a light background.", "There is only one object in the picture."),
-    "zh": ("图片中有一个形状，背景是浅色的。", "图片里只有一个物体。"),
+    "en": ("There is one shape in the image.", "The picture is small."),
+    "zh": ("图中有一个形状。", "这张图片很小。"),
 }
 LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
 #: COCO-style reference captions: five per image, filled by :func:`caption_references`
@@ -206,8 +209,8 @@ CAPTION_TEMPLATES: tuple[str, ...] = (
     "a picture of {obj}",
     "{obj} in the image",
 )
-#: The benchmark-style first turns of the train rows: (style, prompt kind of benchmark_prompts,
-#: what is asked, language, weight).  mme: MME's yes/no; pope: POPE's object question with the
+#: The benchmark-style train rows: (style, prompt kind of benchmark_prompts, what is asked,
+#: language, weight).  mme: MME's yes/no; pope: POPE's object question with the
 #: short-answer instruction; choice: MMBench / MMBench-CN / SEED-Bench's A-D choice (a hint in a
 #: third of them); caption: COCO's caption instruction; short: VQAv2 / GQA's short answer.
 STYLES: tuple[tuple[str, str, str, str, int], ...] = (
@@ -224,7 +227,7 @@ STYLES: tuple[tuple[str, str, str, str, int], ...] = (
     ("short", "short_answer", "colour", "zh", 1),
     ("short", "short_answer", "shape", "zh", 1),
 )
-#: Share of the two-turn train rows whose first turn becomes benchmark-style
+#: Share of the one-turn train rows that ask a benchmark-style question instead
 STYLED_SHARE = 0.75
 _HINT_SHARE = 1 / 3
 
@@ -339,7 +342,7 @@ def _article(word: str) -> str:
 
 
 def object_phrase(colour: str, shape: str, lang: str = "en") -> str:
-    """ "a red circle", "an orange cross"; Chinese "红色的圆形" (the keys of COLOURS and SHAPES)."""
+    """The phrase for one shape: "a red circle", "an orange cross"; Chinese "红色的圆形"."""
     if lang == "zh":
         return f"{ANSWERS['colour']['zh'][colour]}的{ANSWERS['shape']['zh'][shape]}"
     return f"{_article(colour)} {colour} {shape}"
@@ -440,8 +443,9 @@ def _style_block() -> list[tuple]:
 # corpus for the tiny tokenizer
 # --------------------------------------------------------------------------
 def corpus_lines() -> list[str]:
-    """Every question / answer string the generator can produce (and the synthetic benchmarks
-    ask: `_benchmark_lines`), plus a few hundred generic bilingual chat lines.  Independent of the seed, so the tiny
+    """Every plain question / answer string the generator can produce, plus a few hundred
+    generic bilingual chat lines (the benchmark-style turns' instructions are not in it: a
+    vocabulary of 400 merges has no room for them, see :data:`STYLES`).  Independent of the seed, so the tiny
     tokenizer's vocabulary is the same for every generated dataset."""
     lines: list[str] = [SYSTEM_PROMPT, "system", "user", "assistant", "你是一个乐于助人的助手。"]
     for qtype in QTYPES:
@@ -553,32 +557,8 @@ def corpus_lines() -> list[str]:
                 side = "in the centre" if pos == "centre" else f"on the {pos}"
                 lines.append(f"The {colour} {shape} is {side}.")
                 lines.append(f"{colour_zh}的{shape_zh}在{pos_zh}。")
-    lines += _benchmark_lines()
     seen: set[str] = set()
     return [x for x in lines if not (x in seen or seen.add(x))]
-
-
-def _benchmark_lines() -> list[str]:
-    """The benchmark-style texts, as the styled train turns and the synthetic benchmarks write
-    them: instructions, yes/no and POPE questions, option lines, hints, reference captions."""
-    lines = [YES, NO, *(text for by_lang in INSTRUCTIONS.values() for text in by_lang.values())]
-    for lang in LANGS:
-        lines += HINTS[lang]
-        for qtype in QTYPES:
-            answers = list(ANSWERS[qtype][lang].values())
-            for i, q in enumerate(QUESTIONS[qtype][lang]):
-                options = {letter: answers[(i + k) % len(answers)] for k, letter in enumerate(LETTERS)}
-                lines.append(f"{q}\n{INSTRUCTIONS['short_answer'][lang]}")
-                lines.append(f"{q}\n{options_text(options)}\n{INSTRUCTIONS['multiple_choice'][lang]}")
-            lines += [f"{letter}. {a}" for letter in LETTERS for a in answers]
-    for qtype in QTYPES:
-        lines += [yes_no_question(qtype, key) for key in (COLOURS if qtype == "colour" else SHAPES)]
-    for colour in COLOURS:
-        for shape in SHAPES:
-            lines.append(pope_question(colour, shape))
-            lines.append(object_phrase(colour, shape, "zh"))
-            lines += caption_references({"colour": colour, "shape": shape})
-    return lines
 
 
 # --------------------------------------------------------------------------
@@ -623,9 +603,9 @@ def _train_samples(num_train: int, image_size: int, seed: int):
             q = _question(rng, qtype, lang)
             conv.append({"from": "user", "value": (IMAGE_PREFIX + q) if t == 0 else q})
             conv.append({"from": "assistant", "value": answer_for(meta, qtype, lang)})
-        if len(conv) == 4 and styles.random() < STYLED_SHARE:
+        if len(conv) == 2 and styles.random() < STYLED_SHARE:
             prompt, answer = styled_turn(styles, meta, *next(cells))
-            conv[:2] = [{"from": "user", "value": prompt}, {"from": "assistant", "value": answer}]
+            conv = [{"from": "user", "value": prompt}, {"from": "assistant", "value": answer}]
         yield f"{i:0{width}d}.png", img, meta, conv
 
 
@@ -714,7 +694,7 @@ def _generate(root: Path, params: dict) -> dict:
             **counts("train"),
             "turns": sum(len(r["conversations"]) // 2 for r in train),
             "two_turn_samples": sum(len(r["conversations"]) == 4 for r in train),
-            "benchmark_styles": dict(Counter(prompt_style(r["conversations"][0]["value"]) for r in train)),
+            "styles": dict(Counter(prompt_style(r["conversations"][0]["value"]) or "plain" for r in train)),
         },
         "val": {
             **counts("val"),
