@@ -18,6 +18,7 @@ from lavis.common.errors import UserError
 from lavis.common.registry import registry
 from lavis.common.schema import (
     ORIGINAL_UNUSED_KEYS,
+    POS_EMBED_INITS,
     STRATEGIES,
     DatasetConfig,
     ModelConfig,
@@ -177,6 +178,11 @@ class Config:
             datasets[name] = build_dataset_config(name, user_datasets.get(name), option_datasets.get(name))
         run = _checked_merge("run", RunConfig, _section(user, "run"), _section(options, "run"))
         check_image_sizes(model, datasets)
+        vit, key = model.get("vit_arch"), "config key 'model.vit_arch.pos_embed_init'"
+        if vit is not None and vit.pos_embed_init not in POS_EMBED_INITS:
+            raise ConfigError(f"{key}: {vit.pos_embed_init!r} is not one of {list(POS_EMBED_INITS)}")
+        if vit is not None and vit.pos_embed_init == "sincos" and vit.embed_dim % 4:
+            raise ConfigError(f"{key}: sincos needs an embed_dim divisible by 4, not {vit.embed_dim}")
         if run.strategy not in STRATEGIES:
             raise ConfigError(f"config key 'run.strategy': {run.strategy!r} is not one of {list(STRATEGIES)}")
         if run.fsdp_cpu_offload and run.strategy != "fsdp":

@@ -20,6 +20,9 @@ class VitArch:
     depth: int = 39
     num_heads: int = 16
     mlp_ratio: float = 4.3637
+    # How a ViT built from scratch starts its position embeddings: "normal" (transformers' std
+    # 0.02) or "sincos" (2D sine-cosine, as MAE starts them).  Loaded weights replace either.
+    pos_embed_init: str = "normal"
 
 
 #: `model.vit_model` names -> their shape (LAVIS's name for EVA-ViT-G as BLIP-2 uses it)
@@ -141,6 +144,7 @@ class DatasetConfig:
 
 
 STRATEGIES = ("ddp", "fsdp")  # the values of run.strategy
+POS_EMBED_INITS = ("normal", "sincos")  # the values of model.vit_arch.pos_embed_init
 
 #: Keys that the original's (LAVIS) configs carry and nothing here reads, as key paths (`*`: any
 #: name).  `lavis/common/config.py` drops them when it reads a config, so that those YAML files

@@ -294,7 +294,7 @@ def test_chinese_short_answer_sets_are_prompted_in_chinese(root):
 # ---------------------------------------------------------------- training covers every benchmark's style
 @pytest.fixture(scope="module")
 def train_rows(tmp_path_factory):
-    root = ensure_shapes_dataset(tmp_path_factory.mktemp("shapes") / "ds", num_train=400, num_val=8)
+    root = ensure_shapes_dataset(tmp_path_factory.mktemp("shapes") / "ds", num_train=400, num_val=8, styled_share=0.75)
     rows = json.loads((root / "train.json").read_text(encoding="utf-8"))
     meta = {m["image"]: m for m in json.loads((root / "metadata.json").read_text(encoding="utf-8"))}
     return rows, meta

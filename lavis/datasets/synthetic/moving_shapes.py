@@ -6,9 +6,14 @@
     video/00000.mp4 ...             train clips (H.264 through PyAV, `num_frames` frames each)
     video/val_00000.mp4 ...         held-out clips (separate draws)
     video/val_00000_reversed.mp4    the same held-out clips, frames in reverse order
+    video/00000_end.png ...         the first or the last frame of each train clip, as an image
     train.json                      {"video", "conversations"}: "<video>\nWhich way does the shape move?" -> "left";
-                                    a quarter of the rows ask the shape's colour instead (an easy first signal
-                                    through the image side, as the default set's colour questions are)
+                                    a quarter of the clips are asked the shape's colour instead (an easy first
+                                    signal through the image side, as the default set's colour questions are);
+                                    and one image row per clip, {"image": "00000_end.png"}, asks where the shape
+                                    is ("left" / "right" along the clip's axis of travel, or "top" / "bottom"):
+                                    the single-frame skill a direction is read from, as "which one is red" is
+                                    read from each image of a pair
     val.json                        held-out direction questions, with "qtype": "direction" and "lang"
     val_reversed.json               the reversed clips, each answered with the opposite direction
     manifest.json                   parameters + format version, written last
@@ -31,7 +36,7 @@ from lavis.datasets.synthetic.generation import balanced, ensure_generated, writ
 from lavis.datasets.synthetic.shapes import ANSWERS as SHAPE_ANSWERS
 from lavis.datasets.synthetic.shapes import COLOURS, SHAPES, background_tint, draw_shape
 
-FORMAT_VERSION = 5  # 2: colour questions in train; 4: travel >= 60 %; 5: a quarter colour questions
+FORMAT_VERSION = 6  # 2: colour questions; 4: travel >= 60 %; 5: a quarter colour; 6: frame position rows
 DEFAULT_ROOT = "cache/dataset/moving_shapes"
 DIRECTIONS = ("left", "right", "up", "down")
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -44,6 +49,16 @@ QUESTIONS = {
     "zh": ("图形往哪个方向移动？", "这个图形朝哪边移动？"),
 }
 COLOUR_QUESTIONS = {"en": ("What colour is the moving shape?",), "zh": ("移动的图形是什么颜色？",)}
+# Where a frame shows the shape, along the clip's axis: at the start or the end of its travel it
+# is near one edge (travel >= 60 % of the image), so the half is never in doubt.
+POSITION_QUESTIONS = {
+    "horizontal": {"en": "Is the shape on the left or on the right?", "zh": "图形在左边还是右边？"},
+    "vertical": {"en": "Is the shape at the top or at the bottom?", "zh": "图形在上边还是下边？"},
+}
+POSITION_ANSWERS = {
+    "en": {"left": "left", "right": "right", "top": "top", "bottom": "bottom"},
+    "zh": {"left": "左边", "right": "右边", "top": "上边", "bottom": "下边"},
+}
 _FILES = ("train.json", "val.json", "val_reversed.json")
 _SIDE = 0.3  # the shape's side as a fraction of the image's
 _FPS = 4
@@ -87,6 +102,31 @@ def _row(video, question, answer, **meta):
     }
 
 
+def _position_row(rng, name, frames, direction, lang):
+    """An image row: the clip's first or last frame, asked which half the shape is in."""
+    last = rng.random() < 0.5
+    horizontal = direction in ("left", "right")
+    # The shape starts near the edge it moves away from and ends near the one it moves towards.
+    towards = {"left": "left", "right": "right", "up": "top", "down": "bottom"}[direction]
+    away = {"left": "right", "right": "left", "up": "bottom", "down": "top"}[direction]
+    where = towards if last else away
+    image = name.replace(".mp4", "_end.png")
+    return (
+        image,
+        frames[-1 if last else 0],
+        {
+            "image": image,
+            "conversations": [
+                {
+                    "from": "user",
+                    "value": f"<ImageHere>\n{POSITION_QUESTIONS['horizontal' if horizontal else 'vertical'][lang]}",
+                },
+                {"from": "assistant", "value": POSITION_ANSWERS[lang][where]},
+            ],
+        },
+    )
+
+
 def _generate(root, params):
     folder = root / "video"
     shutil.rmtree(folder, ignore_errors=True)
@@ -106,6 +146,10 @@ def _generate(root, params):
                 question, answer = rng.choice(QUESTIONS[lang]), ANSWERS[lang][direction]
             extra = {} if split == "train" else {"qtype": "direction", "lang": lang}
             rows[split].append(_row(name, question, answer, **extra))
+            if split == "train":
+                image, frame, row = _position_row(rng, name, frames, direction, lang)
+                frame.save(folder / image)
+                rows[split].append(row)
             if split == "val":
                 reversed_name = name.replace(".mp4", "_reversed.mp4")
                 write_video(folder / reversed_name, frames[::-1])

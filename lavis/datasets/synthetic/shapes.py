@@ -10,8 +10,9 @@ writes, once, into ``cache/dataset/shapes_instruction/`` (:data:`DEFAULT_ROOT`):
 
     image/00000.png ...           train images (one shape on a plain light background)
     image/val_00000.png ...       held-out images (separate random draws, same distribution)
-    train.json                    multi-turn "conversations" format (1-2 Q/A turns; 3/4 of the
-                                  one-turn rows ask in a benchmark's style instead, see below)
+    train.json                    multi-turn "conversations" format (1-2 Q/A turns; with
+                                  `styled_share`, that share of the one-turn rows asks in a
+                                  benchmark's style instead, see below)
     train_instruction.json        the same images, single-turn "instruction"/"output" format
     train_captions.json           the same images as LAVIS caption rows ("a red circle" / "红色的圆形"),
                                   for the two-stage demo's caption stage
@@ -32,10 +33,11 @@ Each question string is answered, across the dataset, with every colour (or
 every shape), so the answer cannot be guessed from the text: a model whose image
 path is broken scores chance (1/6 on colour, 1/4 on shape).
 
-Benchmark styles (issue #12).  So that the default run also answers the field's
+Benchmark styles (issue #12).  So that a tiny run also answers the field's
 evaluation prompts (``lavis/processors/benchmark_prompts.py``) as the synthetic
-benchmarks (``shapes_benchmarks.py``) ask them, about 3/4 of the one-turn train rows
-(37 % of the rows) ask one benchmark-style question instead of their plain one, the
+benchmarks (``shapes_benchmarks.py``) ask them, ``styled_share`` of the one-turn train
+rows (0.75: 37 % of the rows; 0 in the default run, which stays as fast and as accurate
+as before) ask one benchmark-style question instead of their plain one, the
 user turn built by ``benchmark_prompt`` itself, so the text is exactly what the
 evaluation sends, image first: yes/no questions as MME asks them ("Is the shape in
 the image red? Please answer yes or no." -> "Yes" / "No"), POPE's "Is there a red
@@ -104,7 +106,7 @@ __all__ = [
 ]
 
 #: Bump whenever the generator's output changes, so caches are regenerated.
-FORMAT_VERSION = 4  # 3: train_captions.json; 4: benchmark-style questions in 3/4 of the one-turn rows
+FORMAT_VERSION = 4  # 3: train_captions.json; 4: benchmark-style questions in `styled_share` of the one-turn rows
 
 #: Where the tiny default run keeps this dataset (relative to the cache root).
 DEFAULT_ROOT = "cache/dataset/shapes_instruction"
@@ -228,7 +230,6 @@ STYLES: tuple[tuple[str, str, str, str, int], ...] = (
     ("short", "short_answer", "shape", "zh", 1),
 )
 #: Share of the one-turn train rows that ask a benchmark-style question instead
-STYLED_SHARE = 0.75
 _HINT_SHARE = 1 / 3
 
 _POSITIONS_ZH = {"left": "左边", "centre": "中间", "right": "右边"}
@@ -577,8 +578,9 @@ def _name_width(n: int) -> int:
     return max(5, len(str(max(n - 1, 0))))
 
 
-def _params(num_train: int, num_val: int, image_size: int, seed: int) -> dict:
-    return {"num_train": int(num_train), "num_val": int(num_val), "image_size": int(image_size), "seed": int(seed)}
+def _params(num_train: int, num_val: int, image_size: int, seed: int, styled_share: float = 0.0) -> dict:
+    params = {"num_train": int(num_train), "num_val": int(num_val), "image_size": int(image_size), "seed": int(seed)}
+    return {**params, "styled_share": float(styled_share)} if styled_share else params
 
 
 def drawing_key(meta: dict) -> tuple:
@@ -586,7 +588,7 @@ def drawing_key(meta: dict) -> tuple:
     return (meta["shape"], meta["colour"], tuple(meta["bbox"]), tuple(meta["background"]))
 
 
-def _train_samples(num_train: int, image_size: int, seed: int):
+def _train_samples(num_train: int, image_size: int, seed: int, styled_share: float = 0.0):
     """(file name, image, meta, conversation) of each train image, in order."""
     rng = random.Random(f"shapes-instruction:{seed}:train")
     # the benchmark styles draw from their own stream: images and plain questions stay format 3's
@@ -603,7 +605,7 @@ def _train_samples(num_train: int, image_size: int, seed: int):
             q = _question(rng, qtype, lang)
             conv.append({"from": "user", "value": (IMAGE_PREFIX + q) if t == 0 else q})
             conv.append({"from": "assistant", "value": answer_for(meta, qtype, lang)})
-        if len(conv) == 2 and styles.random() < STYLED_SHARE:
+        if len(conv) == 2 and styles.random() < styled_share:
             prompt, answer = styled_turn(styles, meta, *next(cells))
             conv = [{"from": "user", "value": prompt}, {"from": "assistant", "value": answer}]
         yield f"{i:0{width}d}.png", img, meta, conv
@@ -651,7 +653,7 @@ def _generate(root: Path, params: dict) -> dict:
     # ---- train: conversations (1-2 turns) + single-turn instruction view
     train, train_instruction = [], []
     train_keys: set[tuple] = set()
-    for name, img, meta, conv in _train_samples(num_train, image_size, seed):
+    for name, img, meta, conv in _train_samples(num_train, image_size, seed, params.get("styled_share", 0.0)):
         save(img, name, "train", meta)
         train_keys.add(drawing_key(meta))
         train.append({"image": name, "conversations": conv})
@@ -710,15 +712,21 @@ def ensure_shapes_dataset(
     num_val: int = 400,
     image_size: int = 64,
     seed: int = 0,
+    styled_share: float = 0.0,
 ) -> Path:
     """Generate the dataset under ``root`` unless a complete copy with the same
     parameters is already there; return ``root`` as a Path.
+
+    ``styled_share``: the share of one-turn rows asked in a benchmark's style instead (:data:`STYLES`;
+    0 for the default run, whose rows stay format 3's; ``shapes_styles_tiny.yaml`` uses 0.75).
 
     Completeness is recorded by ``manifest.json`` (parameters + format
     version), written last and atomically; it is removed before regenerating,
     so an interrupted generation is redone rather than half-used.
     """
-    if num_train < 1 or num_val < 0:
-        raise ValueError(f"need num_train >= 1 and num_val >= 0, got {num_train}, {num_val}")
-    params = _params(num_train, num_val, image_size, seed)
+    if num_train < 1 or num_val < 0 or not 0 <= styled_share <= 1:
+        raise ValueError(
+            f"need num_train >= 1, num_val >= 0, 0 <= styled_share <= 1; got {num_train}, {num_val}, {styled_share}"
+        )
+    params = _params(num_train, num_val, image_size, seed, styled_share)
     return ensure_generated(root, params, FORMAT_VERSION, _FILES, "image", _generate)

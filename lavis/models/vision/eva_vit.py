@@ -59,6 +59,21 @@ def _mask_k_bias_grad(qkv, args):
         bias._k_grad_masked = True
 
 
+def sincos_position_embedding(dim, grid):
+    """(1, 1 + grid * grid, dim): a zero class-token row, then per patch (row, column) sines and
+    cosines of each coordinate at `dim / 4` frequencies (MAE's 2D sin-cos embedding)."""
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+
+    def axis(coordinate):
+        angles = coordinate.flatten()[:, None].double() * omega[None]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    patches = torch.cat([axis(rows), axis(cols)], dim=1)
+    return torch.cat([torch.zeros(1, dim, dtype=torch.float64), patches]).float()[None]
+
+
 def build_eva_vit(arch, image_size, drop_path_rate=0.0, use_grad_checkpoint=False):
     """An EVA-style ViT returning (B, 1 + num_patches, embed_dim) features, no final norm."""
     if drop_path_rate:
@@ -67,6 +82,13 @@ def build_eva_vit(arch, image_size, drop_path_rate=0.0, use_grad_checkpoint=Fals
             "stochastic depth); the original recipe uses 0"
         )
     vit = Blip2VisionModel(vit_config(arch, image_size))
+    if getattr(arch, "pos_embed_init", "normal") == "sincos":  # config.py checked the value
+        # Why: with std-0.02 positions, faint next to the patch features, a tiny ViT trained from
+        # scratch never learned where a shape is (the moving-shapes proof stayed at chance).
+        with torch.no_grad():
+            vit.embeddings.position_embedding.copy_(
+                sincos_position_embedding(arch.embed_dim, image_size // arch.patch_size)
+            )
     vit.post_layernorm = nn.Identity()
     keep_k_bias_zero(vit)
     if use_grad_checkpoint:
