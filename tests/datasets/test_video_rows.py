@@ -164,6 +164,23 @@ def test_moving_shapes_clips_move_as_labelled_and_reversed_clips_the_other_way(m
         frames = read_frames(str(moving_root / "video" / back["video"]), 8)
         assert centre_x_y(frames[0]) == pytest.approx(last, abs=1) and row["lang"] == back["lang"]
 
+    # each train clip's single-frame row: the shape's half of the image, along the clip's axis
+    halves = {"左边": "left", "右边": "right", "上边": "top", "下边": "bottom"}
+    train = json.loads((moving_root / "train.json").read_text(encoding="utf-8"))
+    frame_rows = [row for row in train if "image" in row]
+    assert len(frame_rows) == sum("video" in row for row in train)
+    for row in frame_rows:
+        x, y = centre_x_y(Image.open(moving_root / "video" / row["image"]).convert("RGB"))
+        answer = halves.get(row["conversations"][1]["value"], row["conversations"][1]["value"])
+        horizontal = answer in ("left", "right")
+        assert answer == (("left" if x < 32 else "right") if horizontal else ("top" if y < 32 else "bottom"))
+        question = row["conversations"][0]["value"]
+        assert (
+            ("left or" in question or "左边还是" in question)
+            if horizontal
+            else ("top or" in question or "上边还是" in question)
+        )
+
 
 def test_moving_shapes_builder_reads_its_clips_through_the_video_path(moving_root, tmp_path):
     root = shutil.copytree(moving_root, tmp_path / "moving_shapes")

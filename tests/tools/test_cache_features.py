@@ -263,16 +263,16 @@ def test_video_frames_are_cached_and_served_as_the_live_frames(moving_root, tmp_
     cfg = load_cfg(str(cfg_path), *FROZEN, "run.use_cached_features=True")
     _, datasets, model = build(cfg)
     train = datasets["moving_shapes"]["train"]
-    live_sample = train[5]
+    live_sample = train[4]  # a clip (the rows alternate clips and single frames)
     attach_cached_features(cfg, model, datasets)
-    cached_sample = train[5]
+    cached_sample = train[4]
     assert len(cached_sample["image_features"]) == 3 and "image" not in cached_sample
     with torch.no_grad():
         live = model.eval().encode_queries(torch.stack(live_sample["image"]))
     torch.testing.assert_close(torch.stack(cached_sample["image_features"]), live, rtol=0, atol=1e-6)
     assert cached_sample["conversations"] == live_sample["conversations"]
-    # other max_frames: no cached entry fits (12 train + 4 val clips), and the message says so
+    # other max_frames: no clip's entry fits (12 train + 4 val clips; the 12 single frames still do)
     other = load_cfg(str(cfg_path), *FROZEN, "run.use_cached_features=True", "datasets.moving_shapes.max_frames=2")
     _, other_datasets, _ = build(other)
-    with pytest.raises(FeatureCacheError, match=r"is stale: 16 of 16 image\(s\) or video\(s\) are new or changed"):
+    with pytest.raises(FeatureCacheError, match=r"is stale: 16 of 28 image\(s\) or video\(s\) are new or changed"):
         attach_cached_features(other, model, other_datasets)
