@@ -38,8 +38,9 @@ def test_short_default_run_learns_and_needs_the_image(tmp_path):
 
 @pytest.mark.slow
 def test_the_default_on_a_llama_style_llm_learns_in_both_languages_and_needs_the_image(tmp_path):
-    """The tiny preset on another family (Llama-style decoder, tokenizer and chat template)."""
-    proc = run_train(tmp_path, "model.model_type=tiny_llama")
+    """The tiny preset on another family (Llama-style decoder, tokenizer and chat template), 5 of
+    the default's 8 epochs as the Qwen-style test (97.2 % of 400 on 2026-12-02)."""
+    proc = run_train(tmp_path, "model.model_type=tiny_llama", "run.max_epoch=5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     match = re.search(r"held-out exact-match accuracy: ([\d.]+)% of 400\s+\((.*)\)", proc.stdout)
     assert match, proc.stdout[-2000:]
@@ -48,7 +49,7 @@ def test_the_default_on_a_llama_style_llm_learns_in_both_languages_and_needs_the
     assert min(groups.values()) >= 85.0, groups
     assert "first shapes_instruction/train sample" in proc.stderr and "[[" in proc.stderr  # the logged sample
     job = next((tmp_path / "out").iterdir())
-    right, wrong = right_and_shuffled_accuracy(job / "checkpoint_7.pth", tmp_path)
+    right, wrong = right_and_shuffled_accuracy(job / "checkpoint_4.pth", tmp_path)
     assert right >= 0.9 and wrong <= 0.45, (right, wrong)
 
 

@@ -46,8 +46,14 @@ def test_caption_scores_equal_pycocoevalcap_on_the_same_tokens(scores):
     assert 0 < scores["METEOR"] < 1 and scores["CIDEr"] > 0
 
 
+class _NoMeteor:  # METEOR's jar takes seconds to start; this test checks BLEU and ROUGE-L only
+    def compute_score(self, gts, res):
+        return 0.0, []
+
+
 @needs_java
-def test_bleu_by_hand():
+def test_bleu_by_hand(monkeypatch):
+    monkeypatch.setattr(caption, "Meteor", _NoMeteor)
     # tokenised: "a red square" vs "a red circle"; "a blue circle" vs "a blue circle" (lengths equal: no
     # brevity penalty).  Unigrams right 2 + 3 of 6; bigrams right 1 + 2 of 4.
     scores = caption_scores({1: "A red square.", 2: "a blue circle"}, {1: ["A red circle."], 2: ["A blue circle!"]})
