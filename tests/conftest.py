@@ -3,8 +3,16 @@ tests' image and checkpoints (built by `tests/helpers/chat.py`)."""
 
 import os
 
-import pytest
-import torch
+# The suite runs on two xdist workers (pyproject.toml): one thread each, for them and for the
+# trainings they start, so two trainings share the 2 cores instead of fighting over them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 import lavis  # noqa: F401  (registers every component)
 from lavis.chat import ChatModel, ChatSession, load_image
@@ -73,3 +81,9 @@ def long_checkpoint(tmp_path_factory, chat_image):
         raise AssertionError("no seed gave an untrained model with a long answer")
 
     return cached(tmp_path_factory, "long", build)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow end-to-end tests first (in file order otherwise): the two workers then start the
+    longest files early instead of ending on them one after the other."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
