@@ -309,7 +309,8 @@ def test_cancel_stops_generation(chat_model):
     session = endless(chat_model)
     reply = session.stream("sing")
     pieces = iter(reply)
-    assert next(pieces) == "red"
+    first = next(pieces)  # "red", or several of them when the reader was slower than the generator
+    assert first and first == "red" * (len(first) // 3)
     reply.cancel()
     rest = list(pieces)
     assert reply.cancelled and reply.num_tokens < 5000 and len(rest) < 5000
