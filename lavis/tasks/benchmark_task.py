@@ -130,11 +130,20 @@ class POPETask(BenchmarkTask):
         return rows + [(f"all {k}", scores[k]) for k in ("accuracy", "f1", "yes_ratio")]
 
 
-@registry.register_task("mmbench")
-class MMBenchTask(BenchmarkTask):
-    """Circular evaluation: each question once per rotation of its options; right only if all are."""
+class MultipleChoiceTask(BenchmarkTask):
+    """Options A-D in the prompt; the letter read from the reply by MMBench's heuristic rules."""
 
     prompt_kind = "multiple_choice"
+
+    def judge(self, reply, ask):
+        parsed = extract_choice(reply, ask["choices"])
+        return parsed, parsed is not None and parsed == ask["answers"][0]
+
+
+@registry.register_task("mmbench")
+class MMBenchTask(MultipleChoiceTask):
+    """Circular evaluation: each question once per rotation of its options; right only if all are."""
+
     title = "MMBench"
 
     def asks(self, items):
@@ -151,10 +160,6 @@ class MMBenchTask(BenchmarkTask):
                 }
                 out.append({**ask, "prompt": benchmark_prompt(self.prompt_kind, ask)})
         return out
-
-    def judge(self, reply, ask):
-        parsed = extract_choice(reply, ask["choices"])
-        return parsed, parsed is not None and parsed == ask["answers"][0]
 
     def score(self, records):
         return circular_scores(
@@ -173,13 +178,10 @@ class MMBenchTask(BenchmarkTask):
 
 
 @registry.register_task("seed_bench")
-class SEEDBenchTask(MMBenchTask):
+class SEEDBenchTask(MultipleChoiceTask):
     """Multiple choice in the released option order, accuracy per evaluation dimension."""
 
     title = "SEED-Bench"
-
-    def asks(self, items):
-        return BenchmarkTask.asks(self, items)
 
     def score(self, records):
         return choice_accuracy(
