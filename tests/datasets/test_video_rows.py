@@ -161,6 +161,8 @@ def test_moving_shapes_clips_move_as_labelled_and_reversed_clips_the_other_way(m
         dx, dy = last[0] - first[0], last[1] - first[1]
         moved = ("right" if dx > 0 else "left") if abs(dx) > abs(dy) else ("down" if dy > 0 else "up")
         assert moved == direction and max(abs(dx), abs(dy)) >= 0.6 * 64 - 2
+        across = first[1] if direction in ("left", "right") else first[0]
+        assert abs(across - 32) <= 64 * 0.7 / 8 + 1  # near the middle across the travel (format 7)
         frames = read_frames(str(moving_root / "video" / back["video"]), 8)
         assert centre_x_y(frames[0]) == pytest.approx(last, abs=1) and row["lang"] == back["lang"]
 

@@ -19,7 +19,7 @@
     manifest.json                   parameters + format version, written last
 
 A clip's frames hold the same shape, colour and background; only the position changes, by the
-same step each frame, across at least 60 % of the image.  The set of frames of a clip and of its
+same step each frame, across at least 60 % of the image, near the middle across that axis.  The set of frames of a clip and of its
 reversed copy is the same, so a model that ignores the frames' order answers both alike and
 scores at most 50 % over val + val_reversed; one that reads the order scores high on both.
 Every question is answered with every direction (balanced), so the text alone gives chance, 25 %.
@@ -36,7 +36,8 @@ from lavis.datasets.synthetic.generation import balanced, ensure_generated, writ
 from lavis.datasets.synthetic.shapes import ANSWERS as SHAPE_ANSWERS
 from lavis.datasets.synthetic.shapes import COLOURS, SHAPES, background_tint, draw_shape
 
-FORMAT_VERSION = 6  # 2: colour questions; 4: travel >= 60 %; 5: a quarter colour; 6: frame position rows
+FORMAT_VERSION = 7  # 2: colour questions; 4: travel >= 60 %; 5: a quarter colour; 6: frame position rows;
+# 7: the shape stays near the middle across its axis of travel
 DEFAULT_ROOT = "cache/dataset/moving_shapes"
 DIRECTIONS = ("left", "right", "up", "down")
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -85,7 +86,9 @@ def clip(rng, direction, num_frames, image_size):
     along = [start + round(travel * k / (num_frames - 1)) for k in range(num_frames)]
     if direction in ("left", "up"):
         along = along[::-1]
-    across = rng.randint(0, span)
+    # Near the middle across the axis of travel, so one frame tells the axis: a shape in a corner
+    # could be on either axis, and the direction would need both frames' positions compared.
+    across = span // 2 + rng.randint(-span // 8, span // 8)
     background = background_tint(rng)
     frames = []
     for a in along:
