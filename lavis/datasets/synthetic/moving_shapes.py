@@ -19,9 +19,10 @@
     manifest.json                   parameters + format version, written last
 
 A clip's frames hold the same shape, colour and background; only the position changes, by the
-same step each frame, across at least 60 % of the image, near the middle across that axis.  The set of frames of a clip and of its
-reversed copy is the same, so a model that ignores the frames' order answers both alike and
-scores at most 50 % over val + val_reversed; one that reads the order scores high on both.
+same step each frame, across at least 60 % of the image, near the middle across that axis.  The
+set of frames of a clip and of its reversed copy is the same, so a model that ignores the frames'
+order answers both alike and scores at most 50 % over val + val_reversed; one that reads the
+order scores high on both.
 Every question is answered with every direction (balanced), so the text alone gives chance, 25 %.
 """
 
