@@ -216,6 +216,7 @@ def main(argv=None):
         # imported after that line, inside the try: importing torch takes seconds, and a Ctrl-C
         # during it exits quietly
         from lavis import chat
+        from lavis.common.errors import UserError, report
 
         chat_model = chat.load_chat_model(
             args.checkpoint_path, args.model_type, device="cpu" if args.cpu_only else None
@@ -223,9 +224,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print()
         return 130
-    except chat.ChatError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except UserError as err:
+        return report(err, fold=True)
     print(f"[INFO] checkpoint: {chat_model.checkpoint} (model type {chat_model.model_type}, {chat_model.device})")
     try:
         import readline  # noqa: F401  (line editing and history for input())

@@ -18,6 +18,7 @@ import argparse
 import sys
 
 from lavis import chat
+from lavis.common.errors import UserError, report
 
 DEFAULT_QUESTIONS = ["<Img><ImageHere></Img> What colour is the shape?", "图中是什么形状？"]
 
@@ -63,9 +64,8 @@ def main(argv=None):
             response = session.ask(query)
             print(f"User: {question}")
             print(f"MiniGPT4Qwen: {response}")
-    except (chat.ChatError, ValueError) as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
+    except UserError as err:
+        return report(err, fold=True)
     return 0
 
 

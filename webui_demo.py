@@ -20,6 +20,7 @@ import html  # noqa: E402
 import sys  # noqa: E402
 
 from lavis import chat  # noqa: E402
+from lavis.common.errors import UserError, report  # noqa: E402
 
 TITLE = "MiniGPT4Qwen"
 DESCRIPTION = (
@@ -228,9 +229,8 @@ def main(argv=None):
         chat_model = chat.load_chat_model(
             args.checkpoint_path, args.model_type, device="cpu" if args.cpu_only else None
         )
-    except chat.ChatError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except UserError as err:
+        return report(err, fold=True)
     print(
         f"[INFO] checkpoint: {chat_model.checkpoint} (model type {chat_model.model_type}, {chat_model.device})",
         flush=True,

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 import lavis  # noqa: F401  (registers every component)
 from lavis.common.config import Config
-from lavis.common.errors import UserError
+from lavis.common.errors import UserError, report
 from lavis.datasets.cached_features import cache_groups
 from lavis.datasets.feature_cache import read_index, write_cache
 from lavis.processors.video import read_frames
@@ -112,8 +112,7 @@ def main(argv=None):
         for folder, count, written in cache_all(cfg, model, datasets, torch.device(device)):
             print(f"{'wrote' if written else 'up to date'}: {folder} ({count} images)")
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
+        return report(err)
     return 0
 
 
