@@ -49,7 +49,7 @@ from lavis.common.checkpoint import CheckpointError
 
 def build_strategy(run_cfg, distributed, device, amp_dtype):
     """The strategy `run.strategy` names; one process (no torchrun) always keeps the plain model."""
-    name = run_cfg.get("strategy", "ddp")  # checked against schema.STRATEGIES by lavis/common/config.py
+    name = run_cfg.get("strategy", "ddp")  # checked against RunConfig.VALID by lavis/common/config.py
     offload = bool(run_cfg.get("fsdp_cpu_offload", False))  # only with fsdp (lavis/common/config.py)
     if name == "fsdp" and distributed:
         return Sharded(device, amp_dtype, cpu_offload=offload)
