@@ -16,6 +16,7 @@ import os
 import pickle
 import re
 import zipfile
+from collections.abc import Mapping
 
 import torch
 
@@ -57,6 +58,62 @@ def load_file(path, map_location="cpu", mmap=False):
         raise CheckpointError(f"cannot read {path} (truncated or not a checkpoint?): {err}") from None
     except (EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise CheckpointError(f"cannot read {path} (truncated or not a checkpoint?): {err}") from None
+
+
+def _first(keys, count=5):
+    keys = [str(k) for k in keys]
+    return ", ".join(keys[:count]) + (f" ... ({len(keys)} in all)" if len(keys) > count else "")
+
+
+def model_state(checkpoint, source):
+    """The trainable state a checkpoint holds: its `model` entry (the runner's and LAVIS's
+    checkpoints) or, without one, the whole mapping (a bare state dict).  CheckpointError naming
+    `source` unless it is a mapping of parameter names to tensors."""
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointError(f"{source} is not a checkpoint: it holds a {type(checkpoint).__name__}, not a mapping")
+    state = checkpoint["model"] if "model" in checkpoint else checkpoint
+    if not isinstance(state, Mapping):
+        raise CheckpointError(
+            f"{source}: its 'model' entry is a {type(state).__name__}, not a mapping of parameter names to tensors"
+        )
+    not_names = [k for k in state if not isinstance(k, str)]
+    if not_names:
+        raise CheckpointError(
+            f"{source}: model state keys that are not parameter names: {_first(map(repr, not_names))}"
+        )
+    not_tensors = [f"{k} ({type(v).__name__})" for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise CheckpointError(f"{source}: model state values that are not tensors: {_first(not_tensors)}")
+    return dict(state)
+
+
+def check_state_fits(state, own, source):
+    """Every tensor of `state` (names already this model's) has a key, shape and kind of dtype
+    (floating point or not) of the model's `own` state dict; else CheckpointError naming `source`
+    and the first offending keys of each kind.  Floating-point tensors of another precision load
+    (cast), as checkpoints written under AMP or in fp16 do."""
+    unknown = sorted(k for k in state if k not in own)
+    mismatched = sorted(
+        f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    )
+    wrong_dtype = sorted(
+        f"{k}: file {v.dtype} vs model {own[k].dtype}"
+        for k, v in state.items()
+        if k in own and (v.dtype.is_floating_point != own[k].dtype.is_floating_point or v.is_complex())
+    )
+    problems = [
+        f"{what} {_first(keys)}"
+        for what, keys in (
+            ("unknown keys", unknown),
+            ("shape mismatches", mismatched),
+            ("dtype mismatches", wrong_dtype),
+        )
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(f"checkpoint {source} does not fit this model: " + "; ".join(problems))
 
 
 def _is_legacy_format(path):

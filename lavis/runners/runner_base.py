@@ -251,21 +251,47 @@ class RunnerBase:
         return path
 
     def resume(self, path):
+        """Continue from the checkpoint at `path`; a file whose entries are not what the runner
+        writes (or do not fit this run's model and optimizer) is a CheckpointError naming it."""
         checkpoint = load_file(path)
+        if not isinstance(checkpoint, dict):
+            raise CheckpointError(
+                f"cannot resume from {path}: it holds a {type(checkpoint).__name__}, not a checkpoint"
+            )
         for key in ("model", "optimizer", "epoch"):
             if key not in checkpoint:
                 raise CheckpointError(f"cannot resume from {path}: it has no '{key}' entry")
-        self.strategy.load_state(self.model, self.optimizer, checkpoint)
-        if self.scaler is not None and checkpoint.get("scaler"):
-            self.scaler.load_state_dict(checkpoint["scaler"])
-        iters = checkpoint.get("iters")
+        epoch, iters, rng = checkpoint["epoch"], checkpoint.get("iters"), checkpoint.get("rng") or []
+        for key, value, valid in (
+            ("epoch", epoch, isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0),
+            ("iters", iters, iters is None or (isinstance(iters, int) and not isinstance(iters, bool) and iters >= 0)),
+            ("optimizer", type(checkpoint["optimizer"]).__name__, isinstance(checkpoint["optimizer"], dict)),
+            ("rng", type(rng).__name__, isinstance(rng, list)),
+        ):
+            if not valid:
+                raise CheckpointError(
+                    f"cannot resume from {path}: its '{key}' entry ({value!r}) is not what a run writes"
+                )
+        try:
+            self.strategy.load_state(self.model, self.optimizer, checkpoint, path)
+            if self.scaler is not None and checkpoint.get("scaler"):
+                self.scaler.load_state_dict(checkpoint["scaler"])
+        except CheckpointError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            raise CheckpointError(
+                f"cannot resume from {path}: its optimizer state does not fit this run ({type(err).__name__}: "
+                f"{' '.join(str(err).split())[:200]})"
+            ) from None
         if iters is None:  # written at the end of its epoch
-            self.start_epoch, self.start_iters = int(checkpoint["epoch"]) + 1, 0
+            self.start_epoch, self.start_iters = epoch + 1, 0
         else:
-            self.start_epoch, self.start_iters = int(checkpoint["epoch"]), int(iters)
-        rng = checkpoint.get("rng") or []
+            self.start_epoch, self.start_iters = epoch, iters
         if len(rng) == dist_utils.get_world_size():
-            restore_rng_state(rng[dist_utils.get_rank()])
+            try:
+                restore_rng_state(rng[dist_utils.get_rank()])
+            except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+                raise CheckpointError(f"cannot resume from {path}: its RNG state cannot be restored ({err})") from None
         else:
             logging.warning(
                 "%s holds RNG states of %d rank(s), this run has %d: resuming with fresh random states "
