@@ -2,7 +2,9 @@
 
 Reads never unpickle arbitrary objects (`torch.load(weights_only=True)`, or safetensors);
 writes go to a temporary file in the same folder and are renamed into place, so an
-interrupted write leaves the previous file intact.
+interrupted write leaves the previous file intact, and one that runs out of space is a
+DiskFullError naming the path, the bytes needed and the bytes free.  Before a run's first step
+:func:`check_output_folder` makes sure its folder can take a checkpoint at all.
 
 Names: the runner writes `checkpoint_<epoch>.pth` when an epoch ends and, with
 `run.save_freq_iters: N`, `checkpoint_<epoch>_iter<K>.pth` after every N-th optimizer step
@@ -15,17 +17,25 @@ checkpoint sorts after every mid-epoch one of its epoch.  `--resume auto` (or
 import os
 import pickle
 import re
+import tempfile
 import zipfile
 from collections.abc import Mapping
 
 import torch
 
 from lavis.common.errors import UserError
-from lavis.common.utils import atomic_open
+from lavis.common.utils import TEMP_PREFIX, DiskFullError, atomic_open, free_bytes
+
+#: A checkpoint's bytes beyond its tensors (zip entries, pickled config and RNG states), a margin
+CHECKPOINT_OVERHEAD = 1 << 20
 
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint file that cannot be used, with the file named."""
+
+
+class OutputFolderError(UserError, OSError):
+    """A run's output folder that cannot be made or written in."""
 
 
 def load_file(path, map_location="cpu", mmap=False):
@@ -122,11 +132,64 @@ def _is_legacy_format(path):
         return f.read(4) != b"PK\x03\x04"
 
 
+def tensor_bytes(obj):
+    """Bytes of the tensors in `obj` (nested dicts, lists, tuples), each storage counted once."""
+    seen, total, stack = set(), 0, [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            if storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return total
+
+
 def save_file(obj, path):
-    """torch.save `obj` to `path` atomically (temporary file + fsync + rename)."""
-    with atomic_open(path) as handle:
+    """torch.save `obj` to `path` atomically (temporary file + fsync + rename); DiskFullError
+    when the disk fills up on the way (the previous file at `path`, if any, stays)."""
+    with atomic_open(path, needed=tensor_bytes(obj) + CHECKPOINT_OVERHEAD) as handle:
         torch.save(obj, handle)
     return os.fspath(path)
+
+
+def checkpoint_bytes(model):
+    """About the bytes of a runner checkpoint of `model`, as the runner writes one: its trainable
+    parameters, AdamW's two moments of each (their shape and dtype) and its step (a float32
+    scalar per parameter), plus :data:`CHECKPOINT_OVERHEAD`."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return sum(3 * p.numel() * p.element_size() + 4 for p in params) + CHECKPOINT_OVERHEAD
+
+
+def check_output_folder(folder, needed):
+    """Create `folder` (a run's job folder) and make sure a file can be written in it and that
+    `needed` bytes (one checkpoint) are free there; a UserError saying which is not the case."""
+    folder = os.path.abspath(folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        above = folder
+        while not os.path.exists(above):
+            above = os.path.dirname(above)
+        raise OutputFolderError(f"run.output_dir: cannot make the folder {folder}: {above} is a file") from None
+    except OSError as err:
+        raise OutputFolderError(f"run.output_dir: cannot make the folder {folder}: {err.strerror}") from None
+    try:  # a real write: permission bits do not stop root, a read-only mount does
+        fd, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise OutputFolderError(f"run.output_dir: cannot write in {folder}: {err.strerror}") from None
+    free = free_bytes(folder)
+    if free < needed:
+        raise DiskFullError(
+            f"run.output_dir: not enough space in {folder} for a checkpoint of this model: it needs about "
+            f"{needed:,} bytes and {free:,} are free; free some space or write elsewhere"
+        )
 
 
 _NAME = re.compile(r"^checkpoint_(\d+)(?:_iter(\d+))?\.pth$")

@@ -4,7 +4,10 @@ Built by `train.py` from the run config (`run.runner: runner_base`).  Writes int
 `<run.output_dir>/<job_id>/`: `config.json`, `log.jsonl` (one JSON object per iteration with
 loss, lr and the optimizer `step`, `grad_norm` (before clipping) when it steps, plus evaluation
 results), `tensorboard/` and `curves.png` (`lavis/common/logger.py`),
-`checkpoint_<epoch>[_iter<K>].pth` (see "Exact resume" below; written atomically).
+`checkpoint_<epoch>[_iter<K>].pth` (see "Exact resume" below; written atomically).  Before the
+first step the folder is checked to be writable with room for one checkpoint of the model's
+trainable size, and temporary files of an interrupted write left there are removed; a write that
+runs out of space later is one DiskFullError line, the previous checkpoint and log.jsonl intact.
 
 Distributed (launched by torchrun, see `lavis/common/dist_utils.py`): the model is wrapped in
 DistributedDataParallel, or sharded with FSDP2 (`run.strategy`, see `strategies.py`); each rank
@@ -46,6 +49,8 @@ from tqdm import tqdm
 from lavis.common import dist_utils
 from lavis.common.checkpoint import (
     CheckpointError,
+    check_output_folder,
+    checkpoint_bytes,
     checkpoint_name,
     latest_checkpoint,
     list_checkpoints,
@@ -57,6 +62,7 @@ from lavis.common.dtypes import autocast_dtype_named
 from lavis.common.logger import RunLogger, StepMeter, memory_scalars, truncate_log
 from lavis.common.registry import registry
 from lavis.common.rng import capture_rng_state, restore_rng_state, set_seed
+from lavis.common.utils import atomic_open, is_out_of_space, out_of_space, remove_stale_temp_files
 from lavis.datasets.cached_features import attach_cached_features
 from lavis.datasets.mixture import MixtureDataset, shared_collater
 from lavis.runners.compile import compile_llm_layers
@@ -102,7 +108,8 @@ class RunnerBase:
         self.global_step = 0  # optimizer steps so far (the x axis of benchmark scores in TensorBoard)
         self.output_dir = self._job_dir(job_id)
         if dist_utils.is_main_process():
-            os.makedirs(self.output_dir, exist_ok=True)
+            check_output_folder(self.output_dir, checkpoint_bytes(self.model))
+            remove_stale_temp_files(self.output_dir)
         self.log_path = os.path.join(self.output_dir, "log.jsonl")
         self.run_logger = RunLogger(
             self.output_dir, self.run_cfg, dist_utils.is_main_process(), name=job_id, config=cfg.to_dict()
@@ -220,8 +227,20 @@ class RunnerBase:
     # -- logging and checkpoints -----------------------------------------------------
     @dist_utils.main_process
     def log(self, record):
-        with open(self.log_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        """Append `record` to log.jsonl; a full disk cuts the file back to its last whole line."""
+        line = memoryview((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+        needed = len(line)
+        # unbuffered: a failed write leaves nothing in a buffer that closing would try to flush
+        with open(self.log_path, "ab", buffering=0) as handle:
+            size = handle.seek(0, os.SEEK_END)
+            try:
+                while line:  # a raw write may be short (the disk filling up) before it fails
+                    line = line[handle.write(line) :]
+            except OSError as err:
+                if not is_out_of_space(err):
+                    raise
+                handle.truncate(size)
+                raise out_of_space(self.log_path, needed, "log.jsonl keeps its whole lines") from None
 
     def save_checkpoint(self, epoch, iters=None):
         """Write `checkpoint_<epoch>.pth` (epoch done) or `checkpoint_<epoch>_iter<iters>.pth`
@@ -457,7 +476,7 @@ class RunnerBase:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         if dist_utils.is_main_process():
-            with open(os.path.join(self.output_dir, "config.json"), "w", encoding="utf-8") as handle:
+            with atomic_open(os.path.join(self.output_dir, "config.json"), "w", encoding="utf-8") as handle:
                 handle.write(self.config.pretty_print())
         if self.resume_path:
             self.resume(self.resume_path)
