@@ -12,6 +12,8 @@ import sys
 
 #: The exit status of every entry point that stops on a :class:`UserError`.
 EXIT_STATUS = 2
+#: What torch's DataLoader puts in the message of an exception it re-raises from a worker
+_WORKER_TRACEBACK = "Original Traceback (most recent call last):"
 
 
 class UserError(Exception):
@@ -40,6 +42,10 @@ def report(err, prefix="", fold=False):
     show it among other output; otherwise a :class:`MissingFilesError` keeps its one file a line.
     """
     message = str(err) or type(err).__name__
+    if _WORKER_TRACEBACK in message:
+        # raised in a DataLoader worker: torch re-raises it as the same class with the worker's
+        # traceback in the message; its last line is the original "module.Class: message"
+        message = message.rstrip().splitlines()[-1].partition(": ")[2] or message
     if fold:
         message = " ".join(message.split())
     print(f"error: {prefix}{message}", file=sys.stderr, flush=True)

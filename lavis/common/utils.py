@@ -106,8 +106,7 @@ def atomic_open(path, mode="wb", needed=None, **kwargs):
         if os.path.exists(tmp):
             os.remove(tmp)
         if is_out_of_space(err):
-            written = needed if needed is not None else 0
-            raise out_of_space(path, written, "the files already there are unchanged") from None
+            raise out_of_space(path, needed or 0, "the files already there are unchanged") from None
         raise
 
 

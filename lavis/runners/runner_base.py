@@ -476,8 +476,10 @@ class RunnerBase:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         if dist_utils.is_main_process():
-            with atomic_open(os.path.join(self.output_dir, "config.json"), "w", encoding="utf-8") as handle:
-                handle.write(self.config.pretty_print())
+            text = self.config.pretty_print()
+            needed = len(text.encode("utf-8"))
+            with atomic_open(os.path.join(self.output_dir, "config.json"), "w", needed, encoding="utf-8") as handle:
+                handle.write(text)
         if self.resume_path:
             self.resume(self.resume_path)
         results = {}
