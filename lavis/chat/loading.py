@@ -194,7 +194,7 @@ def load_chat_model(checkpoint_path=None, model_type=None, device=None, cfg_opti
         model = registry.get_model_class(cfg.arch).from_config(cfg)
         model.load_checkpoint(state, checkpoint_path)
         vis_processors, _ = load_preprocess(load_preprocess_config(cfg))
-    except MissingFilesError as err:
+    except (MissingFilesError, CheckpointError) as err:  # these name their files themselves
         raise ChatError(one_line(err)) from None
     except (UserError, NotImplementedError, FileNotFoundError, ValueError, KeyError) as err:
         raise ChatError(f"cannot build the model for {checkpoint_path}: {one_line(err)}") from None
