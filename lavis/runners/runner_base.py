@@ -108,8 +108,8 @@ class RunnerBase:
         self.global_step = 0  # optimizer steps so far (the x axis of benchmark scores in TensorBoard)
         self.output_dir = self._job_dir(job_id)
         if dist_utils.is_main_process():
+            remove_stale_temp_files(self.output_dir)  # first: they may hold the space a checkpoint needs
             check_output_folder(self.output_dir, checkpoint_bytes(self.model))
-            remove_stale_temp_files(self.output_dir)
         self.log_path = os.path.join(self.output_dir, "log.jsonl")
         self.run_logger = RunLogger(
             self.output_dir, self.run_cfg, dist_utils.is_main_process(), name=job_id, config=cfg.to_dict()
