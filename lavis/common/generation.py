@@ -11,6 +11,10 @@ import math
 
 from lavis.common.errors import UserError
 
+#: The most beams and new tokens a generation may ask for (the run config's limits too)
+MAX_BEAMS = 16
+MAX_NEW_TOKENS = 16384
+
 
 class GenerationSettingError(UserError, ValueError):
     """A generation setting outside its valid values (named, with what is allowed)."""
@@ -53,8 +57,8 @@ RULES = {
     "top_p": (_finite, lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "top_k": (_integer, lambda v: v >= 0, "an integer >= 0 (0: off)"),
     "temperature": (_finite, lambda v: v > 0, "a finite number > 0"),
-    "num_beams": (_integer, lambda v: 1 <= v <= 16, "an integer in 1..16"),
-    "max_new_tokens": (_integer, lambda v: 1 <= v <= 16384, "an integer in 1..16384"),
+    "num_beams": (_integer, lambda v: 1 <= v <= MAX_BEAMS, f"an integer in 1..{MAX_BEAMS}"),
+    "max_new_tokens": (_integer, lambda v: 1 <= v <= MAX_NEW_TOKENS, f"an integer in 1..{MAX_NEW_TOKENS}"),
     "repetition_penalty": (_finite, lambda v: v > 0, "a finite number > 0"),
     "max_window_size": (_integer, lambda v: v >= 16, "an integer >= 16"),
     "seed": (_integer, lambda v: 0 <= v <= 2**32 - 1, f"an integer in 0..{2**32 - 1}"),

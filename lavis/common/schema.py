@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from lavis.common.generation import MAX_BEAMS, MAX_NEW_TOKENS
+
 
 @dataclass(frozen=True)
 class Number:
@@ -388,8 +390,8 @@ class RunConfig:
         "log_freq": AT_LEAST_1,
         "autocast_dtype": AUTOCAST,
         "save_freq_iters": AT_LEAST_0,
-        "max_new_tokens": AT_LEAST_1,
-        "num_beams": AT_LEAST_1,
+        "max_new_tokens": Number(1, MAX_NEW_TOKENS, integer=True),  # what generation accepts
+        "num_beams": Number(1, MAX_BEAMS, integer=True),
         "device": Matches(r"cpu|cuda(:\d+)?|mps", "cpu, cuda, cuda:N (a GPU's index) or mps"),
         "keep_last_n": AT_LEAST_0,
         "dist_timeout_s": AT_LEAST_1,
