@@ -20,6 +20,7 @@ from lavis.common.errors import UserError
 from lavis.common.registry import registry
 from lavis.common.schema import (
     ORIGINAL_UNUSED_KEYS,
+    VIT_MODELS,
     DatasetConfig,
     ModelConfig,
     PreprocessConfig,
@@ -133,9 +134,33 @@ def build_model_config(user_model, option_model=None):
     model_cls = registry.get_model_class(arch)
     model_type = peek.get("model_type") or model_cls.default_model_type()
     defaults = model_cls.default_config(model_type, load_yaml)
-    return _checked_merge(
+    model = _checked_merge(
         "model", ModelConfig, defaults.get("model"), {"model_type": model_type}, user_model, option_model
     )
+    check_model_shapes(model)
+    return model
+
+
+def check_model_shapes(model):
+    """The sizes that must divide each other (each part's attention heads its width, the ViT's
+    patch the image), so that a model that cannot be built stops here, naming the keys."""
+    vit = model.vit_arch if model.vit_arch is not None else VIT_MODELS[model.vit_model]
+    patch = "model.vit_arch.patch_size" if model.vit_arch is not None else f"model.vit_model {model.vit_model}"
+    if model.image_size % vit.patch_size:
+        raise bad_value(
+            "model.image_size",
+            model.image_size,
+            f"must be a multiple of the ViT's patch size {vit.patch_size} ({patch})",
+        )
+    for key, arch, width in (
+        ("vit_arch", model.vit_arch, "embed_dim"),
+        ("qformer_arch", model.qformer_arch, "hidden_size"),
+        ("llm_arch", model.llm_arch, "hidden_size"),
+    ):
+        if arch is not None and arch[width] % arch.num_heads:
+            raise bad_value(
+                f"model.{key}.num_heads", arch.num_heads, f"must divide model.{key}.{width} ({arch[width]})"
+            )
 
 
 def load_preprocess_config(model_cfg):

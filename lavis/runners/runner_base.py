@@ -411,7 +411,7 @@ class RunnerBase:
             return None
         dataset = self._split(split)
         if dataset is None:
-            raise ValueError(f"run asks to evaluate split '{split}' but no dataset has it")
+            raise ConfigError(f"run.valid_splits/test_splits name split '{split}' but no dataset has it")
         self.model.eval()
         loader = self._loader(dataset, self.run_cfg.batch_size_eval)
         with self._autocast():
@@ -484,9 +484,12 @@ class RunnerBase:
             self.resume(self.resume_path)
         results = {}
         if not cfg.evaluate:
+            absent = [split for split in cfg.train_splits if self._split(split) is None]
+            if absent or not cfg.train_splits:
+                have = sorted({split for splits in self.datasets.values() for split in splits})
+                splits = list(cfg.train_splits)
+                raise ConfigError(f"run.train_splits {splits}: no dataset has {absent}; they have {have}")
             train_set = self._train_set()
-            if train_set is None:
-                raise ValueError(f"no dataset has the train split(s) {list(cfg.train_splits)}")
             start = time.time()
             for epoch in range(self.start_epoch, cfg.max_epoch):
                 start_iter = self.start_iters if epoch == self.start_epoch else 0

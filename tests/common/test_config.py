@@ -175,6 +175,12 @@ def test_the_two_stage_recipes_name_every_missing_file_at_once(path, released, t
         ("model.qformer_arch.dropout=-0.1", "model.qformer_arch.dropout = -0.1: must be a number in [0, 1)"),
         ("model.label_rule=all", "model.label_rule = 'all': must be one of '', 'assistant', 'original'"),
         (
+            "model.image_size=60",
+            "model.image_size = 60: must be a multiple of the ViT's patch size 8 (model.vit_arch.patch_size)",
+        ),
+        ("model.llm_arch.num_heads=5", "model.llm_arch.num_heads = 5: must divide model.llm_arch.hidden_size (128)"),
+        ("model.vit_arch.num_heads=5", "model.vit_arch.num_heads = 5: must divide model.vit_arch.embed_dim (96)"),
+        (
             "datasets.shapes_instruction.max_skipped_share=1.5",
             "datasets.shapes_instruction.max_skipped_share = 1.5: must be a number in [0, 1]",
         ),

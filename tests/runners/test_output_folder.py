@@ -61,3 +61,13 @@ def test_resume_refuses_a_checkpoint_of_the_right_container_but_wrong_content(sh
             make_runner(cfg).train()
         assert path in str(caught.value) and message in str(caught.value), str(caught.value)
     assert value.shape != (3,)
+
+
+def test_train_splits_no_dataset_has_are_a_config_error(shapes_root, tmp_path):
+    from lavis.common.config import ConfigError
+
+    for splits, absent in ((["test"], "['test']"), ([], "[]")):
+        runner = make_runner(run_config(shapes_root, tmp_path / "out", train_splits=splits, valid_splits=[]))
+        with pytest.raises(ConfigError) as caught:
+            runner.train()
+        assert str(caught.value) == f"run.train_splits {splits}: no dataset has {absent}; they have ['train', 'val']"
