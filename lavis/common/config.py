@@ -111,9 +111,16 @@ def check_registered(run):
             raise bad_value(f"run.{key}", run[key], f"must be one of {', '.join(repr(n) for n in names)}")
 
 
-def _section(cfg, name):
+def _section(cfg, name, where):
+    """Section `name` of `cfg` (`where`: the file or --options), a mapping; ConfigError otherwise."""
     node = cfg.get(name) if cfg is not None else None
+    if node is not None and not isinstance(node, DictConfig):
+        raise ConfigError(f"{where}: '{name}' must be a mapping of keys to values, not {_kind(node)}")
     return OmegaConf.create({}) if node is None else node
+
+
+def _kind(node):
+    return "a list" if isinstance(node, ListConfig) else f"{node!r} ({type(node).__name__})"
 
 
 def load_yaml(path):
@@ -221,16 +228,21 @@ class Config:
     def build(user, options=None):
         options = options if options is not None else OmegaConf.create({})
         for cfg, where in ((user, "config file"), (options, "--options")):
+            if not isinstance(cfg, DictConfig):
+                raise ConfigError(f"{where}: must be a mapping of {', '.join(SECTIONS)}, not {_kind(cfg)}")
             unknown = sorted(set(cfg.keys()) - set(SECTIONS))
             if unknown:
                 raise ConfigError(f"{where}: unknown top-level key(s) {unknown}; valid: {list(SECTIONS)}")
-        model = build_model_config(_section(user, "model"), _section(options, "model"))
-        user_datasets = _section(user, "datasets")
-        option_datasets = _section(options, "datasets")
+
+        def sections(name):  # the file's and the options' section `name`
+            return _section(user, name, "config file"), _section(options, name, "--options")
+
+        model = build_model_config(*sections("model"))
+        user_datasets, option_datasets = sections("datasets")
         datasets = {}
         for name in list(user_datasets.keys()) + [k for k in option_datasets.keys() if k not in user_datasets]:
             datasets[name] = build_dataset_config(name, user_datasets.get(name), option_datasets.get(name))
-        run = _checked_merge("run", RunConfig, _section(user, "run"), _section(options, "run"))
+        run = _checked_merge("run", RunConfig, *sections("run"))
         check_image_sizes(model, datasets)
         check_registered(run)
         vit = model.get("vit_arch")

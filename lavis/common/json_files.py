@@ -3,13 +3,15 @@ unreadable is one message naming the file and the reason.
 
 Used by the annotation reader (`lavis/datasets/datasets/instruction_dataset.py`) and the
 benchmark readers (`lavis/datasets/eval_data/`), each raising its own UserError kind: not found,
-a directory, permission denied or another OS error, not UTF-8 (with the line and byte), empty,
-not JSON (line and column), nested too deeply for the parser.  The standard library's `json`
-raises a RecursionError for the last and UnicodeDecodeError / IsADirectoryError for others,
-which are not the message a user should see.
+a directory or another file that is not a regular one, permission denied or another OS error,
+not UTF-8 (with the line and byte), empty, not JSON (line and column), nested too deeply for the
+parser.  The standard library's `json` raises a RecursionError for the last and
+UnicodeDecodeError / IsADirectoryError for others, which are not the message a user should see.
 """
 
 import json
+import os
+import stat
 
 from lavis.common.errors import UserError
 
@@ -28,6 +30,8 @@ def read_text(path, error=UnreadableFileError):
     """The file's text (UTF-8, a leading BOM dropped); `error` naming the file and why otherwise."""
     try:
         with open(path, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # a FIFO or /dev/zero would never end
+                raise fail(error, path, "", "is not a regular file")
             data = handle.read()
     except IsADirectoryError:
         raise fail(error, path, "", "is a directory, not a file") from None

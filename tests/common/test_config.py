@@ -199,3 +199,14 @@ def test_every_shipped_config_is_in_range():
     assert len(paths) > 10
     for path in paths:
         make(path)
+
+
+def test_a_config_or_section_that_is_not_a_mapping_is_named(tmp_path):
+    (tmp_path / "list.yaml").write_text("- model\n- run\n")
+    with pytest.raises(ConfigError, match=r"^config file: must be a mapping of model, datasets, run, not a list$"):
+        make(str(tmp_path / "list.yaml"))
+    (tmp_path / "model5.yaml").write_text("model: 5\n")
+    with pytest.raises(ConfigError, match=r"^config file: 'model' must be a mapping of keys to values, not 5 \(int\)$"):
+        make(str(tmp_path / "model5.yaml"))
+    with pytest.raises(ConfigError, match=r"^--options: 'datasets' must be a mapping of keys to values, not a list$"):
+        make(TINY, "datasets=[1]")

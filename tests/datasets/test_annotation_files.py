@@ -26,6 +26,7 @@ TINY_VOCAB = "lavis/configs/models/minigpt4qwen/tiny/qwen.tiktoken"
 
 
 def refused(path, reason):
+    """load_annotations of `path` is one AnnotationError (a UserError): `<path><reason>`."""
     with pytest.raises(AnnotationError) as caught:
         load_annotations([str(path)], None)
     assert isinstance(caught.value, UserError)
@@ -48,6 +49,7 @@ def test_every_unreadable_file_is_one_line_naming_it(tmp_path, monkeypatch):
     (tmp_path / "object.json").write_text('{"rows": []}')
     refused(tmp_path / "object.json", ": must hold a JSON list of rows, not an object")
     refused(tmp_path / "absent.json", ": file not found")
+    refused("/dev/zero", ": is not a regular file")  # read whole, it would never end
     (tmp_path / "secret.json").write_text("[]")
 
     def denied(*args, **kwargs):  # root reads any file: the denial is what a user account would see
