@@ -229,6 +229,8 @@ def main(argv=None):
     print("[INFO] loading the model...", flush=True)
     try:
         check_setting("seed", args.seed)  # before the model loads
+        if not 1 <= args.port <= 65535:
+            raise chat.ChatError(f"--port {args.port}: must be an integer in 1..65535")
         chat_model = chat.load_chat_model(
             args.checkpoint_path, args.model_type, device="cpu" if args.cpu_only else None
         )
@@ -239,15 +241,18 @@ def main(argv=None):
         flush=True,
     )
     demo = build_demo(chat_model, args.seed)
-    demo.launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=args.share,
-        inbrowser=False,
-        max_file_size=chat.MAX_IMAGE_BYTES,
-        footer_links=[],
-        show_error=False,
-    )
+    try:
+        demo.launch(
+            server_name=args.host,
+            server_port=args.port,
+            share=args.share,
+            inbrowser=False,
+            max_file_size=chat.MAX_IMAGE_BYTES,
+            footer_links=[],
+            show_error=False,
+        )
+    except OSError as err:  # gradio's "Cannot find empty port", an address that is not this machine's
+        return report(chat.ChatError(f"cannot serve on {args.host}:{args.port}: {err}"), fold=True)
     return 0
 
 
