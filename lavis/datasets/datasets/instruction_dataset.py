@@ -116,10 +116,11 @@ def normalise_row(row, vis_root=None, placeholder=IMAGE_TOKEN, video_placeholder
     ):
         if user_text.count(ours) != len(paths):
             raise ValueError(f"{user_text.count(ours)} {mark} in user turns but {len(paths)} {what}(s)")
-    if vis_root is not None:
-        for path, what in [(p, "image") for p in images] + [(p, "video") for p in videos]:
-            if not os.path.isfile(os.path.join(vis_root, path)):
-                raise ValueError(f"{what} file not found: {os.path.join(vis_root, path)}")
+    if vis_root is None and (images or videos):
+        raise ValueError("the row shows images or videos but the dataset has no image folder (build_info.images)")
+    for path, what in [(p, "image") for p in images] + [(p, "video") for p in videos]:
+        if not os.path.isfile(os.path.join(vis_root, path)):
+            raise ValueError(f"{what} file not found: {os.path.join(vis_root, path)}")
     meta = {
         k: v for k, v in row.items() if k not in ("image", "video", "conversations", "instruction", "output", "caption")
     }
