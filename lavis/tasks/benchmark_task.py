@@ -248,17 +248,19 @@ def _kept(meta, *keys):
 
 
 def _read_records(path):
-    """Records of a predictions file; a line cut by an interrupted write is dropped."""
+    """Records of a predictions file; a line cut by an interrupted write (or otherwise not one of
+    our records: not UTF-8, not JSON, no question id) is dropped, and its question asked again."""
     records = {}
     if not os.path.isfile(path):
         return records
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             try:
                 record = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
-            records[record["question_id"]] = record
+            if isinstance(record, dict) and isinstance(record.get("question_id"), str):
+                records[record["question_id"]] = record
     return records
 
 
