@@ -119,12 +119,13 @@ def write_cache(folder, info, entries, videos=None):
 
 
 def read_index(folder):
-    """The folder's index, or None when there is none (never written or interrupted)."""
+    """The folder's index, or None when there is none (never written, interrupted or damaged)."""
     try:
         with open(os.path.join(folder, "index.json"), encoding="utf-8") as handle:
-            return json.load(handle)
-    except (FileNotFoundError, json.JSONDecodeError):
+            index = json.load(handle)
+    except (OSError, ValueError, RecursionError):  # ValueError: not UTF-8 or not JSON
         return None
+    return index if isinstance(index, dict) and {"shards", "entries"} <= set(index) else None
 
 
 def why_missing(vis_root, info):
