@@ -167,15 +167,22 @@ def checkpoint_bytes(model):
 
 def check_output_folder(folder, needed):
     """Create `folder` (a run's job folder) and make sure a file can be written in it and that
-    `needed` bytes (one checkpoint) are free there; a UserError saying which is not the case."""
+    `needed` bytes (one checkpoint) are free there; a UserError saying which is not the case
+    (the space is checked first, so a refused run leaves no empty folder behind)."""
     folder = os.path.abspath(folder)
+    above = folder
+    while not os.path.exists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise OutputFolderError(f"run.output_dir: cannot make the folder {folder}: {above} is a file")
+    free = free_bytes(folder)
+    if free < needed:
+        raise DiskFullError(
+            f"run.output_dir: not enough space in {folder} for a checkpoint of this model: it needs about "
+            f"{needed:,} bytes and {free:,} are free; free some space or write elsewhere"
+        )
     try:
         os.makedirs(folder, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        above = folder
-        while not os.path.exists(above):
-            above = os.path.dirname(above)
-        raise OutputFolderError(f"run.output_dir: cannot make the folder {folder}: {above} is a file") from None
     except OSError as err:
         raise OutputFolderError(f"run.output_dir: cannot make the folder {folder}: {err.strerror}") from None
     try:  # a real write: permission bits do not stop root, a read-only mount does
@@ -184,12 +191,6 @@ def check_output_folder(folder, needed):
         os.remove(probe)
     except OSError as err:
         raise OutputFolderError(f"run.output_dir: cannot write in {folder}: {err.strerror}") from None
-    free = free_bytes(folder)
-    if free < needed:
-        raise DiskFullError(
-            f"run.output_dir: not enough space in {folder} for a checkpoint of this model: it needs about "
-            f"{needed:,} bytes and {free:,} are free; free some space or write elsewhere"
-        )
 
 
 _NAME = re.compile(r"^checkpoint_(\d+)(?:_iter(\d+))?\.pth$")
