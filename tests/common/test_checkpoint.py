@@ -183,3 +183,6 @@ def test_an_output_folder_without_room_for_one_checkpoint_is_refused(small_tmpfs
         DiskFullError, match=r"not enough space in .*/job for a checkpoint of this model: it needs about "
     ):
         check_output_folder(folder / "job", 5_000_000)
+    with pytest.raises(DiskFullError):
+        check_output_folder(folder / "refused", 5_000_000)
+    assert sorted(os.listdir(folder)) == ["job"]  # a refused run leaves no empty job folder
