@@ -68,6 +68,9 @@ def load_file(path, map_location="cpu", mmap=False):
         raise CheckpointError(f"cannot read {path} (truncated or not a checkpoint?): {err}") from None
     except (EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise CheckpointError(f"cannot read {path} (truncated or not a checkpoint?): {err}") from None
+    except Exception as err:  # torch's legacy reader fails on other bytes with IndexError, KeyError...
+        reason = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
+        raise CheckpointError(f"cannot read {path} (truncated or not a checkpoint?): {reason}") from None
 
 
 def _first(keys, count=5):

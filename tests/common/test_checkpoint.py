@@ -38,6 +38,15 @@ def test_truncated_file_named(tmp_path):
         load_file(path)
 
 
+def test_a_file_that_is_not_a_checkpoint_at_all_is_named(tmp_path):
+    for name, data in (("text.pth", b"abc\n"), ("empty.pth", b"")):
+        (tmp_path / name).write_bytes(data)
+        message = rf"^cannot read {tmp_path / name} \(truncated or not a checkpoint\?\): "
+        for mmap in (False, True):
+            with pytest.raises(CheckpointError, match=message):
+                load_file(tmp_path / name, mmap=mmap)
+
+
 def test_missing_file():
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_file("/nonexistent/ckpt.pth")
