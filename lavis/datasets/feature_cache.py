@@ -89,7 +89,12 @@ def write_cache(folder, info, entries, videos=None):
     rows = [(h, None, entries[h]) for h in sorted(entries)]
     rows += [(key, frame, features) for key in sorted(videos) for frame, features in enumerate(videos[key])]
     partial = f"{folder}.partial-{uuid.uuid4().hex[:8]}"
-    os.makedirs(partial)
+    try:
+        os.makedirs(partial)
+    except OSError as err:  # a read-only dataset folder, or one under a file
+        raise FeatureCacheError(
+            f"cannot write the feature cache beside the images, in {partial}: {err.strerror}"
+        ) from None
     try:
         shards, index = [], {key: [] for key in videos}
         for start in range(0, len(rows), SHARD_SIZE):
