@@ -105,7 +105,9 @@ def atomic_open(path, mode="wb", needed=None, **kwargs):
     except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
-        if is_out_of_space(err):
+        # torch's short-write RuntimeError does not say why: a full disk only when the space is short
+        short = isinstance(err, OSError) or needed is None or free_bytes(path) < needed
+        if is_out_of_space(err) and short:
             raise out_of_space(path, needed or 0, "the files already there are unchanged") from None
         raise
 
