@@ -59,6 +59,10 @@ def test_an_output_folder_under_a_file(env, tmp_path):
     result = run_script("train.py", "--options", f"run.output_dir={tmp_path / 'file' / 'out'}", *SMALL_SHAPES, env=env)
     one_error(result, f"run.output_dir: cannot make the folder {tmp_path / 'file' / 'out'}/")
     assert result.stderr.rstrip().endswith(f": {tmp_path / 'file'} is a file")
+    cfg, output = "lavis/projects/eval/shapes_pope.yaml", f"run.output_dir={tmp_path / 'file' / 'x'}"
+    result = run_script("evaluate.py", "--cfg-path", cfg, "--options", output, env=env)
+    expected = f"run.output_dir: cannot make the folder {tmp_path / 'file' / 'x'}: {tmp_path / 'file'} is a file"
+    assert one_error(result, expected) == f"error: {expected}"
 
 
 @pytest.mark.slow
@@ -152,6 +156,7 @@ def test_train_resume_refuses_a_checkpoint_of_the_wrong_content(env, tmp_path, b
         (["cli_demo.py", "-s", "4294967296"], "seed must be an integer in 0..4294967295, got 4294967296"),
         (["webui_demo.py", "-s", "-1"], "seed must be an integer in 0..4294967295, got -1"),
         (["test_model_chat.py", "--max-new-tokens", "0"], "max_new_tokens must be an integer in 1..16384, got 0"),
+        (["webui_demo.py", "--port", "70000"], "--port 70000: must be an integer in 1..65535"),
     ],
 )
 def test_chat_settings_out_of_range(env, args, expected):
