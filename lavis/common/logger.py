@@ -161,5 +161,6 @@ def truncate_log(log_path, epoch, iters):
             if "iter" in record and all(isinstance(v, int) for v in position) and position >= (epoch, iters):
                 continue
             kept.append(line if line.endswith("\n") else line + "\n")
-    with atomic_open(log_path, "w", encoding="utf-8") as handle:
-        handle.writelines(kept)
+    text = "".join(kept)
+    with atomic_open(log_path, "w", needed=len(text.encode("utf-8")), encoding="utf-8") as handle:
+        handle.write(text)

@@ -80,11 +80,11 @@ def free_bytes(path):
 
 
 def out_of_space(path, needed, what):
-    """The DiskFullError of a write of about `needed` bytes to `path` that ran out of space."""
-    return DiskFullError(
-        f"no space left to write {path}: it needs about {needed:,} bytes and {free_bytes(path):,} are free "
-        f"there ({what}); free some space or write elsewhere"
-    )
+    """The DiskFullError of a write of about `needed` bytes (None: not known) to `path` that ran
+    out of space."""
+    free = free_bytes(path)
+    sizes = f"it needs about {needed:,} bytes and {free:,} are free" if needed else f"{free:,} bytes are free"
+    return DiskFullError(f"no space left to write {path}: {sizes} there ({what}); free some space or write elsewhere")
 
 
 @contextlib.contextmanager
@@ -108,7 +108,7 @@ def atomic_open(path, mode="wb", needed=None, **kwargs):
         # torch's short-write RuntimeError does not say why: a full disk only when the space is short
         short = isinstance(err, OSError) or needed is None or free_bytes(path) < needed
         if is_out_of_space(err) and short:
-            raise out_of_space(path, needed or 0, "the files already there are unchanged") from None
+            raise out_of_space(path, needed, "the files already there are unchanged") from None
         raise
 
 

@@ -195,3 +195,15 @@ def test_an_output_folder_without_room_for_one_checkpoint_is_refused(small_tmpfs
     with pytest.raises(DiskFullError):
         check_output_folder(folder / "refused", 5_000_000)
     assert sorted(os.listdir(folder)) == ["job"]  # a refused run leaves no empty job folder
+
+
+def test_any_atomic_write_that_fills_the_disk_says_so(small_tmpfs):
+    from lavis.common.utils import DiskFullError, atomic_open
+
+    folder = small_tmpfs("1m")
+    with pytest.raises(DiskFullError) as caught:
+        with atomic_open(folder / "big.json", "w", encoding="utf-8") as handle:
+            handle.write("x" * 2_000_000)
+    assert str(caught.value).startswith(f"no space left to write {folder / 'big.json'}: ")
+    assert " bytes are free there (the files already there are unchanged)" in str(caught.value)
+    assert os.listdir(folder) == []
