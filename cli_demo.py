@@ -157,9 +157,9 @@ def run_command(line, session, chat, defaults):
             print(f"[INFO] random seed: {session.seed}")
         else:
             try:
-                session.seed = int(args[0])
-            except ValueError:
-                print(f"[ERROR] {args[0]!r} is not an integer; the seed stays {session.seed}")
+                session.seed = args[0]
+            except ValueError as err:
+                print(f"[ERROR] {err}; the seed stays {session.seed}")
             else:
                 print(f"[INFO] random seed set to {session.seed}")
     elif command == "conf":
@@ -216,16 +216,18 @@ def main(argv=None):
         # imported after that line, inside the try: importing torch takes seconds, and a Ctrl-C
         # during it exits quietly
         from lavis import chat
+        from lavis.common.errors import UserError, report
+        from lavis.common.generation import check_setting
 
+        check_setting("seed", args.seed)  # before the model loads
         chat_model = chat.load_chat_model(
             args.checkpoint_path, args.model_type, device="cpu" if args.cpu_only else None
         )
     except KeyboardInterrupt:
         print()
         return 130
-    except chat.ChatError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except UserError as err:
+        return report(err, fold=True)
     print(f"[INFO] checkpoint: {chat_model.checkpoint} (model type {chat_model.model_type}, {chat_model.device})")
     try:
         import readline  # noqa: F401  (line editing and history for input())

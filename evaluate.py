@@ -20,6 +20,7 @@ import torch
 
 import lavis  # noqa: F401  (registers every component)
 from lavis.common import dist_utils
+from lavis.common.checkpoint import check_output_folder
 from lavis.common.config import ConfigError
 from lavis.common.dtypes import autocast_dtype_named
 from lavis.common.registry import registry
@@ -59,6 +60,8 @@ def evaluate(cfg, resume=False):
     if run.threads:
         torch.set_num_threads(run.threads)
     tasks = benchmark_tasks(cfg)  # before anything loads
+    if dist_utils.is_main_process():  # a folder predictions can be written in, before the model loads
+        check_output_folder(run.output_dir, 0)
     _, datasets, model = build_run(cfg)
     device = dist_utils.pick_device(run.device, dist_utils.is_dist_avail_and_initialized())
     model = model.to(device).eval()

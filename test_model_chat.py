@@ -18,6 +18,8 @@ import argparse
 import sys
 
 from lavis import chat
+from lavis.common.errors import UserError, report
+from lavis.common.generation import check_setting
 
 DEFAULT_QUESTIONS = ["<Img><ImageHere></Img> What colour is the shape?", "图中是什么形状？"]
 
@@ -45,6 +47,9 @@ def main(argv=None):
     args = parse_args(argv)
     questions = args.question or DEFAULT_QUESTIONS
     try:
+        check_setting("seed", args.seed)  # before anything loads
+        if args.max_new_tokens is not None:
+            check_setting("max_new_tokens", args.max_new_tokens)
         image_path = args.img_path or chat.example_image_path("circle", "red")
         image = chat.load_image(image_path)
         chat_model = chat.load_chat_model(args.ckpt_path, args.model_type, device="cpu" if args.cpu_only else None)
@@ -63,9 +68,8 @@ def main(argv=None):
             response = session.ask(query)
             print(f"User: {question}")
             print(f"MiniGPT4Qwen: {response}")
-    except (chat.ChatError, ValueError) as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
+    except UserError as err:
+        return report(err, fold=True)
     return 0
 
 

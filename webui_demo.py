@@ -20,6 +20,8 @@ import html  # noqa: E402
 import sys  # noqa: E402
 
 from lavis import chat  # noqa: E402
+from lavis.common.errors import UserError, report  # noqa: E402
+from lavis.common.generation import check_setting  # noqa: E402
 
 TITLE = "MiniGPT4Qwen"
 DESCRIPTION = (
@@ -103,14 +105,15 @@ class WebChat:
         return [(path, label) for path, label in zip(state["paths"], conversation.labels)]
 
     def settings(self, do_sample, num_beams, temperature, top_k, top_p, max_new_tokens):
+        """The controls' values as settings, each checked as `:conf` checks it (GenerationSettingError)."""
         settings = chat.GenerationSettings(**{**self.defaults.to_dict()})
         for key, value in (
-            ("do_sample", bool(do_sample)),
-            ("num_beams", int(num_beams)),
-            ("temperature", float(temperature)),
-            ("top_k", int(top_k)),
-            ("top_p", float(top_p)),
-            ("max_new_tokens", int(max_new_tokens)),
+            ("do_sample", do_sample),
+            ("num_beams", num_beams),
+            ("temperature", temperature),
+            ("top_k", top_k),
+            ("top_p", top_p),
+            ("max_new_tokens", max_new_tokens),
         ):
             settings.set(key, value)
         return settings
@@ -135,7 +138,7 @@ class WebChat:
         try:
             settings = self.settings(do_sample, num_beams, temperature, top_k, top_p, max_new_tokens)
             reply = self.session(state, settings).stream(question)
-        except (chat.ChatError, ValueError) as err:
+        except UserError as err:
             history.append({"role": "assistant", "content": _escape(f"Error: {err}")})
             yield history, state
             return
@@ -225,26 +228,31 @@ def main(argv=None):
     args = parse_args(argv)
     print("[INFO] loading the model...", flush=True)
     try:
+        check_setting("seed", args.seed)  # before the model loads
+        if not 1 <= args.port <= 65535:
+            raise chat.ChatError(f"--port {args.port}: must be an integer in 1..65535")
         chat_model = chat.load_chat_model(
             args.checkpoint_path, args.model_type, device="cpu" if args.cpu_only else None
         )
-    except chat.ChatError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except UserError as err:
+        return report(err, fold=True)
     print(
         f"[INFO] checkpoint: {chat_model.checkpoint} (model type {chat_model.model_type}, {chat_model.device})",
         flush=True,
     )
     demo = build_demo(chat_model, args.seed)
-    demo.launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=args.share,
-        inbrowser=False,
-        max_file_size=chat.MAX_IMAGE_BYTES,
-        footer_links=[],
-        show_error=False,
-    )
+    try:
+        demo.launch(
+            server_name=args.host,
+            server_port=args.port,
+            share=args.share,
+            inbrowser=False,
+            max_file_size=chat.MAX_IMAGE_BYTES,
+            footer_links=[],
+            show_error=False,
+        )
+    except OSError as err:  # gradio's "Cannot find empty port", an address that is not this machine's
+        return report(chat.ChatError(f"cannot serve on {args.host}:{args.port}: {err}"), fold=True)
     return 0
 
 

@@ -12,7 +12,7 @@ import traceback
 
 from lavis.common import dist_utils
 from lavis.common.config import Config
-from lavis.common.errors import UserError
+from lavis.common.errors import UserError, report
 from lavis.common.rng import set_seed
 from lavis.tasks import setup_task
 
@@ -52,8 +52,7 @@ def run_distributed_entry(args, body):
             logging.getLogger().setLevel(logging.WARNING)
         body(cfg)
     except UserError as err:
-        print(f"error: {rank_prefix()}{err}", file=sys.stderr, flush=True)
-        return 2
+        return report(err, rank_prefix())
     except Exception as err:
         if not dist_utils.is_dist_avail_and_initialized():
             raise  # one process: the usual traceback

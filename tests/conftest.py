@@ -1,7 +1,9 @@
-"""Shared fixtures: a tiny model of the real architecture, a small synthetic dataset, and the chat
-tests' image and checkpoints (built by `tests/helpers/chat.py`)."""
+"""Shared fixtures: a tiny model of the real architecture, a small synthetic dataset, the chat
+tests' image and checkpoints (built by `tests/helpers/chat.py`), and small file systems to fill
+up (tmpfs, when the tests run as root)."""
 
 import os
+import subprocess
 
 # The suite runs on two xdist workers (pyproject.toml): one thread each, for them and for the
 # trainings they start, so two trainings share the 2 cores instead of fighting over them.
@@ -81,6 +83,29 @@ def long_checkpoint(tmp_path_factory, chat_image):
         raise AssertionError("no seed gave an untrained model with a long answer")
 
     return cached(tmp_path_factory, "long", build)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """`mount(size, read_only=False)` -> a folder on a tmpfs of `size` (e.g. "20m"), unmounted
+    after the test.  Mounting needs root (CI runs as root): the test is skipped otherwise."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = []
+
+    def mount(size, read_only=False):
+        folder = tmp_path / f"tmpfs{len(mounted)}"
+        folder.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+        if result.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode(errors='replace').strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -83,12 +83,20 @@ def test_commands_interrupt_and_injection(long_checkpoint, chat_image, tmp_path)
     command(child, ":h", ":clear-his / :clh", ":reset-conf")
     command(child, ":help", "Commands:")
     command(child, ":conf", "do_sample = False", "max_new_tokens = 128", "max_window_size = 384")
-    command(child, ":conf max_new_tokens=2000 top_p=5 temperature=0.7",
-            "[INFO] max_new_tokens = 2000", "[ERROR] top_p must be in (0, 1]", "[INFO] temperature = 0.7")  # fmt: skip
+    command(child, ":conf max_new_tokens=2000 top_p=5 temperature=0.7", "[INFO] max_new_tokens = 2000",
+            "[ERROR] top_p must be a number in (0, 1], got '5'", "[INFO] temperature = 0.7")  # fmt: skip
     command(child, ":conf max_new_tokens", "[ERROR] expected key=value")
     command(child, ":seed", "[INFO] random seed: 42")
     command(child, ":seed 7", "[INFO] random seed set to 7")
-    command(child, ":seed seven", "[ERROR] 'seven' is not an integer; the seed stays 7")
+    command(child, ":seed seven", "[ERROR] seed must be an integer in 0..4294967295, got 'seven'; the seed stays 7")
+    command(
+        child,
+        ":seed 4294967296",
+        "[ERROR] seed must be an integer in 0..4294967295, got '4294967296'; the seed stays 7",
+    )
+    command(child, ":conf temperature=inf num_beams=0",
+            "[ERROR] temperature must be a finite number > 0, got 'inf'",
+            "[ERROR] num_beams must be an integer in 1..16, got '0'")  # fmt: skip
     command(child, ":img", f"[INFO] images: ['{chat_image}']")
     command(child, ":what", "[ERROR] unknown command ':what'", ":clear-his", ":reset-conf")
     command(child, "", "[ERROR] the question is empty")

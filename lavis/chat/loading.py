@@ -21,8 +21,8 @@ from omegaconf import OmegaConf
 from lavis.chat.errors import ChatError, one_line
 from lavis.chat.settings import MAX_WINDOW_SIZE, GenerationSettings
 from lavis.common.checkpoint import CheckpointError, latest_epoch_checkpoint, load_file
-from lavis.common.config import ConfigError, build_model_config, drop_unused_keys, load_preprocess_config
-from lavis.common.errors import MissingFilesError
+from lavis.common.config import build_model_config, drop_unused_keys, load_preprocess_config
+from lavis.common.errors import MissingFilesError, UserError
 from lavis.common.registry import registry
 from lavis.common.schema import ModelConfig
 from lavis.models import load_preprocess
@@ -170,7 +170,7 @@ def load_chat_model(checkpoint_path=None, model_type=None, device=None, cfg_opti
     if not isinstance(state, dict):
         raise ChatError(f"{checkpoint_path} is not a checkpoint (expected a dict of tensors)")
     saved = state.get("config") if isinstance(state.get("config"), dict) else None
-    saved_model = saved.get("model") if saved else None
+    saved_model = saved.get("model") if saved and isinstance(saved.get("model"), dict) else None
     if saved_model:  # keys this version does not know (e.g. an original LAVIS run's) are left out
         saved_model = OmegaConf.to_container(drop_unused_keys("model", saved_model))
         known = {f.name for f in dataclasses.fields(ModelConfig)}
@@ -192,11 +192,11 @@ def load_chat_model(checkpoint_path=None, model_type=None, device=None, cfg_opti
             user = {"arch": "minigpt4qwen", "model_type": model_type or DEFAULT_MODEL_TYPE}
             cfg = build_model_config(OmegaConf.create(user), OmegaConf.create(options))
         model = registry.get_model_class(cfg.arch).from_config(cfg)
-        model.load_checkpoint(state)
+        model.load_checkpoint(state, checkpoint_path)
         vis_processors, _ = load_preprocess(load_preprocess_config(cfg))
-    except MissingFilesError as err:
+    except (MissingFilesError, CheckpointError) as err:  # these name their files themselves
         raise ChatError(one_line(err)) from None
-    except (CheckpointError, ConfigError, NotImplementedError, FileNotFoundError, ValueError, KeyError) as err:
+    except (UserError, NotImplementedError, FileNotFoundError, ValueError, KeyError) as err:
         raise ChatError(f"cannot build the model for {checkpoint_path}: {one_line(err)}") from None
     if "eval" not in vis_processors:
         raise ChatError(f"the config of {checkpoint_path} has no eval image processor")

@@ -17,6 +17,7 @@ import torch
 from lavis.chat.errors import ChatError
 from lavis.chat.images import load_image
 from lavis.chat.streaming import Reply
+from lavis.common.generation import check_setting
 from lavis.processors.chat_format import IMAGE_SLOT, IMAGE_TOKEN
 
 IMAGE_OPEN, IMAGE_CLOSE = "<Img>", "</Img>"
@@ -86,11 +87,20 @@ class ChatSession:
     def __init__(self, chat_model, settings=None, seed=42, system=None, conversation=None):
         self.chat_model = chat_model
         self.settings = settings if settings is not None else chat_model.default_settings()
-        self.seed = int(seed)
+        self.seed = seed
         self.system = system
         self.conversation = conversation if conversation is not None else Conversation()
 
     # -- state -----------------------------------------------------------------------
+    @property
+    def seed(self):
+        """The sampling seed, an integer in 0..2**32-1 (checked when set)."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value):
+        self._seed = check_setting("seed", value)
+
     @property
     def history(self):
         return self.conversation.history

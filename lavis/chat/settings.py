@@ -2,23 +2,16 @@
 
 A session carries one (`:conf` in the CLI and the web UI's controls change it); each answer
 uses a copy, turned into `generate` arguments by :meth:`GenerationSettings.generate_kwargs`.
+Every value, the session's seed included, is checked when it is set, by the one validation of
+generation knobs, `lavis.common.generation.check_setting` (which the model's `generate` uses too).
 """
 
 import dataclasses
 
+from lavis.common.generation import GenerationSettingError, check_setting
+
 #: The original demo's context window for Qwen-7B-Chat (8192 positions).
 MAX_WINDOW_SIZE = 6144
-
-
-def _parse_bool(value):
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, got {value!r}")
 
 
 @dataclasses.dataclass
@@ -34,45 +27,19 @@ class GenerationSettings:
     repetition_penalty: float = 1.0
     max_window_size: int = MAX_WINDOW_SIZE
 
-    _RULES = {
-        "do_sample": (_parse_bool, None, "true or false"),
-        "top_p": (float, lambda v: 0 < v <= 1, "in (0, 1]"),
-        "top_k": (int, lambda v: v >= 0, "an integer >= 0 (0: off)"),
-        "temperature": (float, lambda v: v > 0, "> 0"),
-        "num_beams": (int, lambda v: 1 <= v <= 16, "an integer in 1..16"),
-        "max_new_tokens": (int, lambda v: 1 <= v <= 16384, "an integer in 1..16384"),
-        "repetition_penalty": (float, lambda v: v > 0, "> 0"),
-        "max_window_size": (int, lambda v: v >= 16, "an integer >= 16"),
-    }
-
-    def __post_init__(self):
-        for key in self.keys():
-            self.set(key, getattr(self, key))
+    def __setattr__(self, key, value):  # `settings.temperature = x` is checked as `set` checks it
+        self.set(key, value)
 
     @classmethod
     def keys(cls):
         return [f.name for f in dataclasses.fields(cls)]
 
     def set(self, key, value):
-        """Set one setting from a value or its text; ValueError names the key and valid values."""
-        if key not in self._RULES:
-            raise ValueError(f"unknown setting {key!r}; settings: {', '.join(self.keys())}")
-        convert, check, valid = self._RULES[key]
-        try:
-            if convert is int and isinstance(value, str):
-                converted = int(value.strip())
-            elif convert is int and isinstance(value, float):
-                if not value.is_integer():
-                    raise ValueError
-                converted = int(value)
-            elif convert is int and isinstance(value, bool):
-                raise ValueError
-            else:
-                converted = convert(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{key} must be {valid}, got {value!r}") from None
-        if check is not None and not check(converted):
-            raise ValueError(f"{key} must be {valid}, got {value!r}")
+        """Set one setting from a value or its text; GenerationSettingError (a ValueError) names
+        the key and its valid values."""
+        if key not in self.keys():
+            raise GenerationSettingError(f"unknown setting {key!r}; settings: {', '.join(self.keys())}")
+        converted = check_setting(key, value)
         object.__setattr__(self, key, converted)
         return converted
 
@@ -80,7 +47,7 @@ class GenerationSettings:
         """`key=value` text (as typed after `:conf`) -> (key, new value)."""
         key, sep, value = assignment.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"expected key=value, got {assignment!r}")
+            raise GenerationSettingError(f"expected key=value, got {assignment!r}")
         key = key.strip()
         return key, self.set(key, value.strip())
 

@@ -2,7 +2,9 @@
 
 Reads never unpickle arbitrary objects (`torch.load(weights_only=True)`, or safetensors);
 writes go to a temporary file in the same folder and are renamed into place, so an
-interrupted write leaves the previous file intact.
+interrupted write leaves the previous file intact, and one that runs out of space is a
+DiskFullError naming the path, the bytes needed and the bytes free.  Before a run's first step
+:func:`check_output_folder` makes sure its folder can take a checkpoint at all.
 
 Names: the runner writes `checkpoint_<epoch>.pth` when an epoch ends and, with
 `run.save_freq_iters: N`, `checkpoint_<epoch>_iter<K>.pth` after every N-th optimizer step
@@ -15,16 +17,25 @@ checkpoint sorts after every mid-epoch one of its epoch.  `--resume auto` (or
 import os
 import pickle
 import re
+import tempfile
 import zipfile
+from collections.abc import Mapping
 
 import torch
 
 from lavis.common.errors import UserError
-from lavis.common.utils import atomic_open
+from lavis.common.utils import TEMP_PREFIX, DiskFullError, atomic_open, free_bytes
+
+#: A checkpoint's bytes beyond its tensors (zip entries, pickled config and RNG states), a margin
+CHECKPOINT_OVERHEAD = 1 << 20
 
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint file that cannot be used, with the file named."""
+
+
+class OutputFolderError(UserError, OSError):
+    """A run's output folder that cannot be made or written in."""
 
 
 def load_file(path, map_location="cpu", mmap=False):
@@ -57,6 +68,65 @@ def load_file(path, map_location="cpu", mmap=False):
         raise CheckpointError(f"cannot read {path} (truncated or not a checkpoint?): {err}") from None
     except (EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise CheckpointError(f"cannot read {path} (truncated or not a checkpoint?): {err}") from None
+    except Exception as err:  # torch's legacy reader fails on other bytes with IndexError, KeyError...
+        reason = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
+        raise CheckpointError(f"cannot read {path} (truncated or not a checkpoint?): {reason}") from None
+
+
+def _first(keys, count=5):
+    keys = [str(k) for k in keys]
+    return ", ".join(keys[:count]) + (f" ... ({len(keys)} in all)" if len(keys) > count else "")
+
+
+def model_state(checkpoint, source):
+    """The trainable state a checkpoint holds: its `model` entry (the runner's and LAVIS's
+    checkpoints) or, without one, the whole mapping (a bare state dict).  CheckpointError naming
+    `source` unless it is a mapping of parameter names to tensors."""
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointError(f"{source} is not a checkpoint: it holds a {type(checkpoint).__name__}, not a mapping")
+    state = checkpoint["model"] if "model" in checkpoint else checkpoint
+    if not isinstance(state, Mapping):
+        raise CheckpointError(
+            f"{source}: its 'model' entry is a {type(state).__name__}, not a mapping of parameter names to tensors"
+        )
+    not_names = [k for k in state if not isinstance(k, str)]
+    if not_names:
+        raise CheckpointError(
+            f"{source}: model state keys that are not parameter names: {_first(map(repr, not_names))}"
+        )
+    not_tensors = [f"{k} ({type(v).__name__})" for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise CheckpointError(f"{source}: model state values that are not tensors: {_first(not_tensors)}")
+    return dict(state)
+
+
+def check_state_fits(state, own, source):
+    """Every tensor of `state` (names already this model's) has a key, shape and kind of dtype
+    (floating point or not) of the model's `own` state dict; else CheckpointError naming `source`
+    and the first offending keys of each kind.  Floating-point tensors of another precision load
+    (cast), as checkpoints written under AMP or in fp16 do."""
+    unknown = sorted(k for k in state if k not in own)
+    mismatched = sorted(
+        f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    )
+    wrong_dtype = sorted(
+        f"{k}: file {v.dtype} vs model {own[k].dtype}"
+        for k, v in state.items()
+        if k in own and (v.dtype.is_floating_point != own[k].dtype.is_floating_point or v.is_complex())
+    )
+    problems = [
+        f"{what} {_first(keys)}"
+        for what, keys in (
+            ("unknown keys", unknown),
+            ("shape mismatches", mismatched),
+            ("dtype mismatches", wrong_dtype),
+        )
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(f"checkpoint {source} does not fit this model: " + "; ".join(problems))
 
 
 def _is_legacy_format(path):
@@ -65,11 +135,65 @@ def _is_legacy_format(path):
         return f.read(4) != b"PK\x03\x04"
 
 
+def tensor_bytes(obj):
+    """Bytes of the tensors in `obj` (nested dicts, lists, tuples), each storage counted once."""
+    seen, total, stack = set(), 0, [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            if storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return total
+
+
 def save_file(obj, path):
-    """torch.save `obj` to `path` atomically (temporary file + fsync + rename)."""
-    with atomic_open(path) as handle:
+    """torch.save `obj` to `path` atomically (temporary file + fsync + rename); DiskFullError
+    when the disk fills up on the way (the previous file at `path`, if any, stays)."""
+    with atomic_open(path, needed=tensor_bytes(obj) + CHECKPOINT_OVERHEAD) as handle:
         torch.save(obj, handle)
     return os.fspath(path)
+
+
+def checkpoint_bytes(model):
+    """About the bytes of a runner checkpoint of `model`, as the runner writes one: its trainable
+    parameters, AdamW's two moments of each (their shape and dtype) and its step (a float32
+    scalar per parameter), plus :data:`CHECKPOINT_OVERHEAD`."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return sum(3 * p.numel() * p.element_size() + 4 for p in params) + CHECKPOINT_OVERHEAD
+
+
+def check_output_folder(folder, needed):
+    """Create `folder` (a run's job folder) and make sure a file can be written in it and that
+    `needed` bytes (one checkpoint) are free there; a UserError saying which is not the case
+    (the space is checked first, so a refused run leaves no empty folder behind)."""
+    folder = os.path.abspath(folder)
+    above = folder
+    while not os.path.exists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise OutputFolderError(f"run.output_dir: cannot make the folder {folder}: {above} is a file")
+    free = free_bytes(folder)
+    if free < needed:
+        raise DiskFullError(
+            f"run.output_dir: not enough space in {folder} for a checkpoint of this model: it needs about "
+            f"{needed:,} bytes and {free:,} are free; free some space or write elsewhere"
+        )
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise OutputFolderError(f"run.output_dir: cannot make the folder {folder}: {err.strerror}") from None
+    try:  # a real write: permission bits do not stop root, a read-only mount does
+        fd, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise OutputFolderError(f"run.output_dir: cannot write in {folder}: {err.strerror}") from None
 
 
 _NAME = re.compile(r"^checkpoint_(\d+)(?:_iter(\d+))?\.pth$")

@@ -4,22 +4,23 @@ Flow (as in LAVIS): the run YAML names a model (`arch`, `model_type`) and datase
 registered names; each model and dataset builder contributes its default YAML, merged *under*
 what the run YAML says; `--options a.b=c` overrides come last.  Every section is checked
 against the schemas in `lavis/common/schema.py`: an unknown key or a wrong type stops with a
-message naming the key and the valid ones.  Keys of the original's configs that nothing here
+message naming the key and the valid ones, and a value outside the range or choices the schema
+states (its `VALID` tables) with `config: KEY = VALUE: must be ...`, all before anything is
+built.  Keys of the original's configs that nothing here
 reads (`schema.ORIGINAL_UNUSED_KEYS`) are dropped first, so those files load unchanged.
 """
 
 import dataclasses
 import json
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lavis.common.errors import UserError
 from lavis.common.registry import registry
 from lavis.common.schema import (
     ORIGINAL_UNUSED_KEYS,
-    POS_EMBED_INITS,
-    STRATEGIES,
+    VIT_MODELS,
     DatasetConfig,
     ModelConfig,
     PreprocessConfig,
@@ -68,7 +69,6 @@ def _checked_merge(where, schema, *layers):
             if layer is not None:
                 merged = OmegaConf.merge(merged, drop_unused_keys(where, layer))
         OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
-        return merged
     except OmegaConfBaseException as err:
         key = f"{where}.{err.full_key}" if getattr(err, "full_key", None) else where
         message = str(getattr(err, "msg", err)).splitlines()[0]
@@ -77,11 +77,50 @@ def _checked_merge(where, schema, *layers):
             valid = ", ".join(f.name for f in dataclasses.fields(owner))
             message += f"; valid keys here: {valid}"
         raise ConfigError(f"config key '{key}': {message}") from None
+    check_values(where, merged)
+    return merged
 
 
-def _section(cfg, name):
+def bad_value(key, value, problem):
+    """The ConfigError of a value outside what its key allows: `config: KEY = VALUE: PROBLEM`."""
+    return ConfigError(f"config: {key} = {value!r}: {problem}")
+
+
+def check_values(where, node):
+    """Each key of the structured `node` (at `where`) against its schema's `VALID` table, and the
+    same for the structured sections inside it; the first value outside its range is a ConfigError."""
+    schema = OmegaConf.get_type(node)
+    for key, rule in getattr(schema, "VALID", {}).items():
+        value = node[key]
+        if isinstance(value, (DictConfig, ListConfig)):
+            value = OmegaConf.to_container(value, resolve=True)
+        problem = rule.problem(value)
+        if problem is not None:
+            raise bad_value(f"{where}.{key}", value, problem)
+    for key in node:
+        child = node[key]
+        if isinstance(child, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(child)):
+            check_values(f"{where}.{key}", child)
+
+
+def check_registered(run):
+    """run.task, run.runner and run.lr_sched name registered components."""
+    for key, kind in (("task", "task"), ("runner", "runner"), ("lr_sched", "lr_scheduler")):
+        names = sorted(registry.mapping[kind])
+        if run[key] not in names:
+            raise bad_value(f"run.{key}", run[key], f"must be one of {', '.join(repr(n) for n in names)}")
+
+
+def _section(cfg, name, where):
+    """Section `name` of `cfg` (`where`: the file or --options), a mapping; ConfigError otherwise."""
     node = cfg.get(name) if cfg is not None else None
+    if node is not None and not isinstance(node, DictConfig):
+        raise ConfigError(f"{where}: '{name}' must be a mapping of keys to values, not {_kind(node)}")
     return OmegaConf.create({}) if node is None else node
+
+
+def _kind(node):
+    return "a list" if isinstance(node, ListConfig) else f"{node!r} ({type(node).__name__})"
 
 
 def load_yaml(path):
@@ -102,9 +141,33 @@ def build_model_config(user_model, option_model=None):
     model_cls = registry.get_model_class(arch)
     model_type = peek.get("model_type") or model_cls.default_model_type()
     defaults = model_cls.default_config(model_type, load_yaml)
-    return _checked_merge(
+    model = _checked_merge(
         "model", ModelConfig, defaults.get("model"), {"model_type": model_type}, user_model, option_model
     )
+    check_model_shapes(model)
+    return model
+
+
+def check_model_shapes(model):
+    """The sizes that must divide each other (each part's attention heads its width, the ViT's
+    patch the image), so that a model that cannot be built stops here, naming the keys."""
+    vit = model.vit_arch if model.vit_arch is not None else VIT_MODELS[model.vit_model]
+    patch = "model.vit_arch.patch_size" if model.vit_arch is not None else f"model.vit_model {model.vit_model}"
+    if model.image_size % vit.patch_size:
+        raise bad_value(
+            "model.image_size",
+            model.image_size,
+            f"must be a multiple of the ViT's patch size {vit.patch_size} ({patch})",
+        )
+    for key, arch, width in (
+        ("vit_arch", model.vit_arch, "embed_dim"),
+        ("qformer_arch", model.qformer_arch, "hidden_size"),
+        ("llm_arch", model.llm_arch, "hidden_size"),
+    ):
+        if arch is not None and arch[width] % arch.num_heads:
+            raise bad_value(
+                f"model.{key}.num_heads", arch.num_heads, f"must divide model.{key}.{width} ({arch[width]})"
+            )
 
 
 def load_preprocess_config(model_cfg):
@@ -132,9 +195,7 @@ def check_image_sizes(model, datasets):
 
 
 def check_video_settings(name, dataset):
-    """`max_frames` at least 1; `frame_marker` a format string whose only field is {i}."""
-    if dataset.max_frames < 1:
-        raise ConfigError(f"config key 'datasets.{name}.max_frames' is {dataset.max_frames}: it must be at least 1")
+    """`frame_marker` a format string whose only field is {i} (`max_frames` has its range in the schema)."""
     try:
         dataset.frame_marker.format(i=1)
     except (KeyError, IndexError, ValueError) as err:
@@ -167,24 +228,28 @@ class Config:
     def build(user, options=None):
         options = options if options is not None else OmegaConf.create({})
         for cfg, where in ((user, "config file"), (options, "--options")):
+            if not isinstance(cfg, DictConfig):
+                raise ConfigError(f"{where}: must be a mapping of {', '.join(SECTIONS)}, not {_kind(cfg)}")
             unknown = sorted(set(cfg.keys()) - set(SECTIONS))
             if unknown:
                 raise ConfigError(f"{where}: unknown top-level key(s) {unknown}; valid: {list(SECTIONS)}")
-        model = build_model_config(_section(user, "model"), _section(options, "model"))
-        user_datasets = _section(user, "datasets")
-        option_datasets = _section(options, "datasets")
+
+        def sections(name):  # the file's and the options' section `name`
+            return _section(user, name, "config file"), _section(options, name, "--options")
+
+        model = build_model_config(*sections("model"))
+        user_datasets, option_datasets = sections("datasets")
         datasets = {}
         for name in list(user_datasets.keys()) + [k for k in option_datasets.keys() if k not in user_datasets]:
             datasets[name] = build_dataset_config(name, user_datasets.get(name), option_datasets.get(name))
-        run = _checked_merge("run", RunConfig, _section(user, "run"), _section(options, "run"))
+        run = _checked_merge("run", RunConfig, *sections("run"))
         check_image_sizes(model, datasets)
-        vit, key = model.get("vit_arch"), "config key 'model.vit_arch.pos_embed_init'"
-        if vit is not None and vit.pos_embed_init not in POS_EMBED_INITS:
-            raise ConfigError(f"{key}: {vit.pos_embed_init!r} is not one of {list(POS_EMBED_INITS)}")
+        check_registered(run)
+        vit = model.get("vit_arch")
         if vit is not None and vit.pos_embed_init == "sincos" and vit.embed_dim % 4:
-            raise ConfigError(f"{key}: sincos needs an embed_dim divisible by 4, not {vit.embed_dim}")
-        if run.strategy not in STRATEGIES:
-            raise ConfigError(f"config key 'run.strategy': {run.strategy!r} is not one of {list(STRATEGIES)}")
+            raise bad_value(
+                "model.vit_arch.pos_embed_init", "sincos", f"needs an embed_dim divisible by 4, not {vit.embed_dim}"
+            )
         if run.fsdp_cpu_offload and run.strategy != "fsdp":
             raise ConfigError(
                 f"config key 'run.fsdp_cpu_offload': True offloads FSDP's shards, but run.strategy is "

@@ -1,10 +1,19 @@
-"""The base class of every error that is the user's to fix (the bottom of the flow: no imports).
+"""The base class of every error that is the user's to fix, and how an entry point shows one
+(the bottom of the flow: no imports from the package).
 
 Config keys, files, data, checkpoints, command-line arguments: each layer raises its own
 subclass of :class:`UserError` where it finds the problem, and the entry points (`train.py`,
-`python -m lavis.tools.*`, the chat front ends) catch this one class and print it as a single
-`error: ...` line instead of a traceback.  Anything else that escapes is a bug.
+`evaluate.py`, `python -m lavis.tools.*`, the chat front ends) catch this one class and hand it
+to :func:`report`, which prints it as a single `error: ...` line (exit status
+:data:`EXIT_STATUS`) instead of a traceback.  Anything else that escapes is a bug.
 """
+
+import sys
+
+#: The exit status of every entry point that stops on a :class:`UserError`.
+EXIT_STATUS = 2
+#: What torch's DataLoader puts in the message of an exception it re-raises from a worker
+_WORKER_TRACEBACK = "Original Traceback (most recent call last):"
 
 
 class UserError(Exception):
@@ -24,3 +33,20 @@ class MissingFilesError(UserError, FileNotFoundError):
 
     def __str__(self):
         return self.args[0]
+
+
+def report(err, prefix="", fold=False):
+    """Print `err` on stderr as `error: <prefix><message>` and return :data:`EXIT_STATUS`.
+
+    With `fold` the message is put on one line (newlines folded into spaces), for front ends that
+    show it among other output; otherwise a :class:`MissingFilesError` keeps its one file a line.
+    """
+    message = str(err) or type(err).__name__
+    if _WORKER_TRACEBACK in message:
+        # raised in a DataLoader worker: torch re-raises it as the same class with the worker's
+        # traceback in the message; its last line is the original "module.Class: message"
+        message = message.rstrip().splitlines()[-1].partition(": ")[2] or message
+    if fold:
+        message = " ".join(message.split())
+    print(f"error: {prefix}{message}", file=sys.stderr, flush=True)
+    return EXIT_STATUS

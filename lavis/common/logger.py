@@ -149,14 +149,18 @@ def truncate_log(log_path, epoch, iters):
     if not os.path.exists(log_path):
         return
     kept = []
-    with open(log_path, encoding="utf-8") as handle:
+    with open(log_path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by the interruption
-            if "iter" in record and (record["epoch"], record["iter"]) >= (epoch, iters):
+            except (ValueError, RecursionError):
+                continue  # a line cut short by the interruption (or not one of ours)
+            if not isinstance(record, dict):
+                continue
+            position = (record.get("epoch"), record.get("iter"))
+            if "iter" in record and all(isinstance(v, int) for v in position) and position >= (epoch, iters):
                 continue
             kept.append(line if line.endswith("\n") else line + "\n")
-    with atomic_open(log_path, "w", encoding="utf-8") as handle:
-        handle.writelines(kept)
+    text = "".join(kept)
+    with atomic_open(log_path, "w", needed=len(text.encode("utf-8")), encoding="utf-8") as handle:
+        handle.write(text)

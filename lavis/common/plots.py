@@ -12,10 +12,12 @@ import json
 import os
 import sys
 
+from lavis.common.errors import UserError, report
+
 FIGSIZE, DPI = (10, 4), 100  # a 1000 x 400 pixel image
 
 
-class PlotError(Exception):
+class PlotError(UserError):
     """The log cannot be drawn (unreadable, no training records, or no matplotlib)."""
 
 
@@ -82,8 +84,7 @@ def main(argv=None):
     try:
         plot_curves(argv[0], png_path)
     except PlotError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return report(error)
     print(png_path)
     return 0
 

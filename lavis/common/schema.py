@@ -1,14 +1,124 @@
-"""The keys a run config may hold, with their types and defaults (OmegaConf structured configs).
+"""The keys a run config may hold, with their types, defaults and valid values (OmegaConf
+structured configs).
 
 `lavis/common/config.py` merges YAML files and command-line options on top of these
 schemas, so a misspelt key or a value of the wrong type is reported with the valid keys
-instead of being silently ignored.  Key names follow the original MiniGPT4Qwen configs.
+instead of being silently ignored.  Each schema's `VALID` table states, once, the range or the
+choices of its keys (:class:`Number`, :class:`OneOf`, ...); the config layer refuses a value
+outside them, naming the key, the value and what is allowed, before anything is built.  Key
+names follow the original MiniGPT4Qwen configs.
 """
 
+import math
+import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
 from omegaconf import MISSING
+
+from lavis.common.generation import MAX_BEAMS, MAX_NEW_TOKENS
+
+
+@dataclass(frozen=True)
+class Number:
+    """A finite number (an integer with `integer`) from `low` to `high` (either end open with
+    `low_open` / `high_open`; None: unbounded); None itself is valid with `optional`."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    integer: bool = False
+    low_open: bool = False
+    high_open: bool = False
+    optional: bool = False
+
+    def describe(self):
+        kind = "an integer" if self.integer else "a number"
+        if self.low is not None and self.high is not None:
+            if self.integer and not (self.low_open or self.high_open):
+                text = f"{kind} in {self.low}..{self.high}"
+            else:
+                opening, closing = "(" if self.low_open else "[", ")" if self.high_open else "]"
+                text = f"{kind} in {opening}{self.low}, {self.high}{closing}"
+        elif self.low is not None:
+            text = f"{kind} {'>' if self.low_open else '>='} {self.low}"
+        elif self.high is not None:
+            text = f"{kind} {'<' if self.high_open else '<='} {self.high}"
+        else:
+            text = f"a finite {kind.split()[1]}"
+        return text + (" (or null)" if self.optional else "")
+
+    def problem(self, value):
+        """None when `value` is valid, else what it must be."""
+        if value is None and self.optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be {self.describe()}"
+        if self.integer and not isinstance(value, int):
+            return f"must be {self.describe()}"
+        if not math.isfinite(value):
+            return f"must be {self.describe()}"
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        return f"must be {self.describe()}" if too_low or too_high else None
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of `values`."""
+
+    values: tuple
+
+    def problem(self, value):
+        return None if value in self.values else f"must be one of {', '.join(repr(v) for v in self.values)}"
+
+
+@dataclass(frozen=True)
+class Matches:
+    """A string matching `pattern` in full; `what` says so in words."""
+
+    pattern: str
+    what: str
+
+    def problem(self, value):
+        return None if isinstance(value, str) and re.fullmatch(self.pattern, value) else f"must be {self.what}"
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A list of exactly `length` items (any length: None), each valid for `item`."""
+
+    item: Any
+    length: Optional[int] = None
+
+    def problem(self, value):
+        count = self.length if self.length is not None else "any number of"
+        what = f"a list of {count} items, each {self.item.describe()}"
+        if not isinstance(value, (list, tuple)) or (self.length is not None and len(value) != self.length):
+            return f"must be {what}"
+        return None if all(self.item.problem(v) is None for v in value) else f"must be {what}"
+
+
+@dataclass(frozen=True)
+class MapOf:
+    """A mapping whose every value is valid for `item`."""
+
+    item: Any
+
+    def problem(self, value):
+        bad = [k for k, v in value.items() if self.item.problem(v) is not None]
+        return f"must map names to {self.item.describe()} (not at {', '.join(map(str, bad[:5]))})" if bad else None
+
+
+AT_LEAST_1 = Number(1, integer=True)
+AT_LEAST_0 = Number(0, integer=True)
+POSITIVE = Number(0, low_open=True)
+NON_NEGATIVE = Number(0)
+PROBABILITY = Number(0, 1, high_open=True)  # dropout and the like: 0 <= p < 1
+SEED = Number(0, 2**32 - 1, integer=True)  # what numpy (seeded with the others) accepts
+DTYPE_NAMES = ("fp32", "bf16", "fp16")  # lavis/common/dtypes.py's short names
+AUTOCAST = OneOf(("bf16", "fp16"))
+VIT_PRECISIONS = ("fp16", "fp32")  # the values of model.vit_precision
+LABEL_RULES = ("assistant", "original")  # the values of model.label_rule ("": the prompt format's own)
 
 
 @dataclass
@@ -23,6 +133,15 @@ class VitArch:
     # How a ViT built from scratch starts its position embeddings: "normal" (transformers' std
     # 0.02) or "sincos" (2D sine-cosine, as MAE starts them).  Loaded weights replace either.
     pos_embed_init: str = "normal"
+
+    VALID: ClassVar[dict] = {
+        "patch_size": AT_LEAST_1,
+        "embed_dim": AT_LEAST_1,
+        "depth": AT_LEAST_1,
+        "num_heads": AT_LEAST_1,
+        "mlp_ratio": POSITIVE,
+        "pos_embed_init": OneOf(("normal", "sincos")),
+    }
 
 
 #: `model.vit_model` names -> their shape (LAVIS's name for EVA-ViT-G as BLIP-2 uses it)
@@ -40,6 +159,15 @@ class QformerArch:
     cross_attention_freq: int = 2
     dropout: float = 0.1  # BERT's hidden and attention dropout
 
+    VALID: ClassVar[dict] = {
+        "hidden_size": AT_LEAST_1,
+        "num_layers": AT_LEAST_1,
+        "num_heads": AT_LEAST_1,
+        "intermediate_size": AT_LEAST_1,
+        "cross_attention_freq": AT_LEAST_1,
+        "dropout": PROBABILITY,
+    }
+
 
 @dataclass
 class LlmArch:
@@ -54,6 +182,17 @@ class LlmArch:
     rms_norm_eps: float = 1e-6
     max_position_embeddings: int = 8192
     vocab_pad_to: int = 128  # embedding rows are padded to a multiple of this, as Qwen pads 151,851 -> 151,936
+
+    VALID: ClassVar[dict] = {
+        "hidden_size": AT_LEAST_1,
+        "num_layers": AT_LEAST_1,
+        "num_heads": AT_LEAST_1,
+        "intermediate_size": AT_LEAST_1,
+        "rope_theta": POSITIVE,
+        "rms_norm_eps": POSITIVE,
+        "max_position_embeddings": AT_LEAST_1,
+        "vocab_pad_to": AT_LEAST_1,
+    }
 
 
 @dataclass
@@ -104,6 +243,21 @@ class ModelConfig:
     enable_autocast: bool = True
     autocast_dtype: str = "bf16"
 
+    VALID: ClassVar[dict] = {
+        "vit_model": OneOf(tuple(VIT_MODELS)),
+        "image_size": AT_LEAST_1,
+        "drop_path_rate": PROBABILITY,
+        "vit_precision": OneOf(VIT_PRECISIONS),
+        "num_query_token": AT_LEAST_1,
+        "llm_dtype": OneOf(("", *DTYPE_NAMES)),
+        "lora_r": AT_LEAST_1,
+        "lora_alpha": POSITIVE,
+        "lora_dropout": PROBABILITY,
+        "max_txt_len": AT_LEAST_1,
+        "label_rule": OneOf(("", *LABEL_RULES)),
+        "autocast_dtype": AUTOCAST,
+    }
+
 
 @dataclass
 class ProcessorsConfig:
@@ -142,9 +296,14 @@ class DatasetConfig:
     sample_ratio: Optional[float] = None  # several datasets: each one's share of an epoch (lavis/datasets/mixture.py)
     max_skipped_share: float = 1.0  # stop when more than this share of the rows is unusable (1.0: never)
 
+    VALID: ClassVar[dict] = {
+        "max_frames": AT_LEAST_1,
+        "sample_ratio": Number(0, low_open=True, optional=True),
+        "max_skipped_share": Number(0, 1),
+    }
+
 
 STRATEGIES = ("ddp", "fsdp")  # the values of run.strategy
-POS_EMBED_INITS = ("normal", "sincos")  # the values of model.vit_arch.pos_embed_init
 
 #: Keys that the original's (LAVIS) configs carry and nothing here reads, as key paths (`*`: any
 #: name).  `lavis/common/config.py` drops them when it reads a config, so that those YAML files
@@ -212,3 +371,31 @@ class RunConfig:
     # strategy fsdp under torchrun: FSDP2 keeps the parameter and gradient shards and the optimizer
     # step on the CPU (host memory for GPU memory; slower); with strategy ddp a config error
     fsdp_cpu_offload: bool = False
+
+    VALID: ClassVar[dict] = {
+        "init_lr": NON_NEGATIVE,
+        "min_lr": NON_NEGATIVE,
+        "warmup_lr": NON_NEGATIVE,
+        "warmup_steps": AT_LEAST_0,
+        "weight_decay": NON_NEGATIVE,
+        "betas": ListOf(Number(0, 1, high_open=True), length=2),
+        "lr_scale": MapOf(NON_NEGATIVE),
+        "grad_norm_clip": Number(0, low_open=True, optional=True),
+        "max_epoch": AT_LEAST_1,
+        "batch_size_train": AT_LEAST_1,
+        "batch_size_eval": AT_LEAST_1,
+        "num_workers": AT_LEAST_0,
+        "accum_grad_iters": AT_LEAST_1,
+        "seed": SEED,
+        "log_freq": AT_LEAST_1,
+        "autocast_dtype": AUTOCAST,
+        "save_freq_iters": AT_LEAST_0,
+        "max_new_tokens": Number(1, MAX_NEW_TOKENS, integer=True),  # what generation accepts
+        "num_beams": Number(1, MAX_BEAMS, integer=True),
+        "device": Matches(r"cpu|cuda(:\d+)?|mps", "cpu, cuda, cuda:N (a GPU's index) or mps"),
+        "keep_last_n": AT_LEAST_0,
+        "dist_timeout_s": AT_LEAST_1,
+        "threads": AT_LEAST_0,
+        "cached_features_dtype": OneOf(DTYPE_NAMES),
+        "strategy": OneOf(STRATEGIES),
+    }

@@ -89,7 +89,12 @@ def write_cache(folder, info, entries, videos=None):
     rows = [(h, None, entries[h]) for h in sorted(entries)]
     rows += [(key, frame, features) for key in sorted(videos) for frame, features in enumerate(videos[key])]
     partial = f"{folder}.partial-{uuid.uuid4().hex[:8]}"
-    os.makedirs(partial)
+    try:
+        os.makedirs(partial)
+    except OSError as err:  # a read-only dataset folder, or one under a file
+        raise FeatureCacheError(
+            f"cannot write the feature cache beside the images, in {partial}: {err.strerror}"
+        ) from None
     try:
         shards, index = [], {key: [] for key in videos}
         for start in range(0, len(rows), SHARD_SIZE):
@@ -119,12 +124,13 @@ def write_cache(folder, info, entries, videos=None):
 
 
 def read_index(folder):
-    """The folder's index, or None when there is none (never written or interrupted)."""
+    """The folder's index, or None when there is none (never written, interrupted or damaged)."""
     try:
         with open(os.path.join(folder, "index.json"), encoding="utf-8") as handle:
-            return json.load(handle)
-    except (FileNotFoundError, json.JSONDecodeError):
+            index = json.load(handle)
+    except (OSError, ValueError, RecursionError):  # ValueError: not UTF-8 or not JSON
         return None
+    return index if isinstance(index, dict) and {"shards", "entries"} <= set(index) else None
 
 
 def why_missing(vis_root, info):

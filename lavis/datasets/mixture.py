@@ -15,13 +15,15 @@ import logging
 import torch
 from torch.utils.data import Dataset
 
+from lavis.common.config import ConfigError
+
 
 def shared_collater(parts):
     """The `collater` the datasets batched together share (as in LAVIS, each dataset brings its own)."""
     functions = {getattr(part.collater, "__func__", part.collater) for part in parts}  # bound or static
     if len(functions) != 1:
         names = sorted({type(part).__name__ for part in parts})
-        raise ValueError(f"datasets batched together need one collater; these have {len(functions)}: {names}")
+        raise ConfigError(f"datasets batched together need one collater; these have {len(functions)}: {names}")
     return parts[0].collater
 
 

@@ -6,7 +6,7 @@ import os
 import torch
 from torch import nn
 
-from lavis.common.checkpoint import CheckpointError, load_file
+from lavis.common.checkpoint import check_state_fits, load_file, model_state
 from lavis.common.utils import get_abs_path
 
 
@@ -45,29 +45,27 @@ class BaseModel(nn.Module):
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
         return {k: v.detach() for k, v in self.state_dict().items() if k in trainable}
 
-    def load_checkpoint(self, path_or_state):
+    def checked_state(self, path_or_state, source=None):
+        """The model state of a checkpoint file or of its loaded content, in this model's key names,
+        every value a tensor of the key's shape (CheckpointError naming `source`, default the path,
+        and the offending keys otherwise)."""
+        is_path = isinstance(path_or_state, (str, os.PathLike))
+        source = source or _source_of(path_or_state)
+        state = model_state(load_file(path_or_state, mmap=True) if is_path else path_or_state, source)
+        state = self.convert_checkpoint_keys(state)
+        check_state_fits(state, self.state_dict(), source)
+        return state
+
+    def load_checkpoint(self, path_or_state, source=None):
         """Load a checkpoint written by the runner (`{"model": {...}}`) or a bare state dict.
 
-        Only the keys it holds are loaded (checkpoints hold the trainable part); a key this
-        model does not have, or a tensor of another shape, is an error naming the file and keys.
+        Only the keys it holds are loaded (checkpoints hold the trainable part); a `model` entry
+        that is not a mapping of tensors, a key this model does not have or a tensor of another
+        shape is an error naming the file (`source` for loaded content) and the keys.
         """
-        source = path_or_state if isinstance(path_or_state, str) else "<state dict>"
-        state = load_file(path_or_state, mmap=True) if isinstance(path_or_state, (str, os.PathLike)) else path_or_state
-        state = state.get("model", state)
-        state = self.convert_checkpoint_keys(state)
+        source = source or _source_of(path_or_state)
+        state = self.checked_state(path_or_state, source)
         own = self.state_dict()
-        unknown = sorted(k for k in state if k not in own)
-        mismatched = sorted(
-            f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-            for k, v in state.items()
-            if k in own and tuple(v.shape) != tuple(own[k].shape)
-        )
-        if unknown or mismatched:
-            raise CheckpointError(
-                f"checkpoint {source} does not fit this model: "
-                + (f"unknown keys {unknown[:20]}{' ...' if len(unknown) > 20 else ''}; " if unknown else "")
-                + (f"shape mismatches {mismatched[:20]}" if mismatched else "")
-            )
         with torch.no_grad():
             for key, value in state.items():
                 own[key].copy_(value.to(own[key].dtype))
@@ -77,3 +75,8 @@ class BaseModel(nn.Module):
     def convert_checkpoint_keys(self, state):
         """Hook for models whose released checkpoints use other key names."""
         return state
+
+
+def _source_of(path_or_state):
+    """How messages name a checkpoint: its path, or `<state dict>` for loaded content."""
+    return os.fspath(path_or_state) if isinstance(path_or_state, (str, os.PathLike)) else "<state dict>"

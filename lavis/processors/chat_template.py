@@ -24,6 +24,7 @@ Rendered structures are cached per role sequence, so the template runs once per 
 import functools
 
 from lavis.common.errors import UserError
+from lavis.common.schema import LABEL_RULES
 from lavis.processors.chat_format import (
     IGNORE_INDEX,
     IMAGE_SLOT,
@@ -34,8 +35,6 @@ from lavis.processors.chat_format import (
     show_encoded,
     truncated,
 )
-
-LABEL_RULES = ("assistant", "original")
 
 
 class LabelMismatchError(UserError, ConversationError):

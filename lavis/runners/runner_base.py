@@ -4,7 +4,10 @@ Built by `train.py` from the run config (`run.runner: runner_base`).  Writes int
 `<run.output_dir>/<job_id>/`: `config.json`, `log.jsonl` (one JSON object per iteration with
 loss, lr and the optimizer `step`, `grad_norm` (before clipping) when it steps, plus evaluation
 results), `tensorboard/` and `curves.png` (`lavis/common/logger.py`),
-`checkpoint_<epoch>[_iter<K>].pth` (see "Exact resume" below; written atomically).
+`checkpoint_<epoch>[_iter<K>].pth` (see "Exact resume" below; written atomically).  Before the
+first step the folder is checked to be writable with room for one checkpoint of the model's
+trainable size, and temporary files of an interrupted write left there are removed; a write that
+runs out of space later is one DiskFullError line, the previous checkpoint and log.jsonl intact.
 
 Distributed (launched by torchrun, see `lavis/common/dist_utils.py`): the model is wrapped in
 DistributedDataParallel, or sharded with FSDP2 (`run.strategy`, see `strategies.py`); each rank
@@ -46,6 +49,8 @@ from tqdm import tqdm
 from lavis.common import dist_utils
 from lavis.common.checkpoint import (
     CheckpointError,
+    check_output_folder,
+    checkpoint_bytes,
     checkpoint_name,
     latest_checkpoint,
     list_checkpoints,
@@ -57,6 +62,7 @@ from lavis.common.dtypes import autocast_dtype_named
 from lavis.common.logger import RunLogger, StepMeter, memory_scalars, truncate_log
 from lavis.common.registry import registry
 from lavis.common.rng import capture_rng_state, restore_rng_state, set_seed
+from lavis.common.utils import atomic_open, is_out_of_space, out_of_space, remove_stale_temp_files
 from lavis.datasets.cached_features import attach_cached_features
 from lavis.datasets.mixture import MixtureDataset, shared_collater
 from lavis.runners.compile import compile_llm_layers
@@ -102,7 +108,8 @@ class RunnerBase:
         self.global_step = 0  # optimizer steps so far (the x axis of benchmark scores in TensorBoard)
         self.output_dir = self._job_dir(job_id)
         if dist_utils.is_main_process():
-            os.makedirs(self.output_dir, exist_ok=True)
+            remove_stale_temp_files(self.output_dir)  # first: they may hold the space a checkpoint needs
+            check_output_folder(self.output_dir, checkpoint_bytes(self.model))
         self.log_path = os.path.join(self.output_dir, "log.jsonl")
         self.run_logger = RunLogger(
             self.output_dir, self.run_cfg, dist_utils.is_main_process(), name=job_id, config=cfg.to_dict()
@@ -220,8 +227,20 @@ class RunnerBase:
     # -- logging and checkpoints -----------------------------------------------------
     @dist_utils.main_process
     def log(self, record):
-        with open(self.log_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        """Append `record` to log.jsonl; a full disk cuts the file back to its last whole line."""
+        line = memoryview((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+        needed = len(line)
+        # unbuffered: a failed write leaves nothing in a buffer that closing would try to flush
+        with open(self.log_path, "ab", buffering=0) as handle:
+            size = handle.seek(0, os.SEEK_END)
+            try:
+                while line:  # a raw write may be short (the disk filling up) before it fails
+                    line = line[handle.write(line) :]
+            except OSError as err:
+                if not is_out_of_space(err):
+                    raise
+                handle.truncate(size)
+                raise out_of_space(self.log_path, needed, "log.jsonl keeps its whole lines") from None
 
     def save_checkpoint(self, epoch, iters=None):
         """Write `checkpoint_<epoch>.pth` (epoch done) or `checkpoint_<epoch>_iter<iters>.pth`
@@ -251,21 +270,47 @@ class RunnerBase:
         return path
 
     def resume(self, path):
+        """Continue from the checkpoint at `path`; a file whose entries are not what the runner
+        writes (or do not fit this run's model and optimizer) is a CheckpointError naming it."""
         checkpoint = load_file(path)
+        if not isinstance(checkpoint, dict):
+            raise CheckpointError(
+                f"cannot resume from {path}: it holds a {type(checkpoint).__name__}, not a checkpoint"
+            )
         for key in ("model", "optimizer", "epoch"):
             if key not in checkpoint:
                 raise CheckpointError(f"cannot resume from {path}: it has no '{key}' entry")
-        self.strategy.load_state(self.model, self.optimizer, checkpoint)
-        if self.scaler is not None and checkpoint.get("scaler"):
-            self.scaler.load_state_dict(checkpoint["scaler"])
-        iters = checkpoint.get("iters")
+        epoch, iters, rng = checkpoint["epoch"], checkpoint.get("iters"), checkpoint.get("rng") or []
+        for key, value, valid in (
+            ("epoch", epoch, isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0),
+            ("iters", iters, iters is None or (isinstance(iters, int) and not isinstance(iters, bool) and iters >= 0)),
+            ("optimizer", type(checkpoint["optimizer"]).__name__, isinstance(checkpoint["optimizer"], dict)),
+            ("rng", type(rng).__name__, isinstance(rng, list)),
+        ):
+            if not valid:
+                raise CheckpointError(
+                    f"cannot resume from {path}: its '{key}' entry ({value!r}) is not what a run writes"
+                )
+        try:
+            self.strategy.load_state(self.model, self.optimizer, checkpoint, path)
+            if self.scaler is not None and checkpoint.get("scaler"):
+                self.scaler.load_state_dict(checkpoint["scaler"])
+        except CheckpointError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            raise CheckpointError(
+                f"cannot resume from {path}: its optimizer state does not fit this run ({type(err).__name__}: "
+                f"{' '.join(str(err).split())[:200]})"
+            ) from None
         if iters is None:  # written at the end of its epoch
-            self.start_epoch, self.start_iters = int(checkpoint["epoch"]) + 1, 0
+            self.start_epoch, self.start_iters = epoch + 1, 0
         else:
-            self.start_epoch, self.start_iters = int(checkpoint["epoch"]), int(iters)
-        rng = checkpoint.get("rng") or []
+            self.start_epoch, self.start_iters = epoch, iters
         if len(rng) == dist_utils.get_world_size():
-            restore_rng_state(rng[dist_utils.get_rank()])
+            try:
+                restore_rng_state(rng[dist_utils.get_rank()])
+            except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+                raise CheckpointError(f"cannot resume from {path}: its RNG state cannot be restored ({err})") from None
         else:
             logging.warning(
                 "%s holds RNG states of %d rank(s), this run has %d: resuming with fresh random states "
@@ -366,7 +411,7 @@ class RunnerBase:
             return None
         dataset = self._split(split)
         if dataset is None:
-            raise ValueError(f"run asks to evaluate split '{split}' but no dataset has it")
+            raise ConfigError(f"run.valid_splits/test_splits name split '{split}' but no dataset has it")
         self.model.eval()
         loader = self._loader(dataset, self.run_cfg.batch_size_eval)
         with self._autocast():
@@ -431,15 +476,20 @@ class RunnerBase:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         if dist_utils.is_main_process():
-            with open(os.path.join(self.output_dir, "config.json"), "w", encoding="utf-8") as handle:
-                handle.write(self.config.pretty_print())
+            text = self.config.pretty_print()
+            needed = len(text.encode("utf-8"))
+            with atomic_open(os.path.join(self.output_dir, "config.json"), "w", needed, encoding="utf-8") as handle:
+                handle.write(text)
         if self.resume_path:
             self.resume(self.resume_path)
         results = {}
         if not cfg.evaluate:
+            absent = [split for split in cfg.train_splits if self._split(split) is None]
+            if absent or not cfg.train_splits:
+                have = sorted({split for splits in self.datasets.values() for split in splits})
+                splits = list(cfg.train_splits)
+                raise ConfigError(f"run.train_splits {splits}: no dataset has {absent}; they have {have}")
             train_set = self._train_set()
-            if train_set is None:
-                raise ValueError(f"no dataset has the train split(s) {list(cfg.train_splits)}")
             start = time.time()
             for epoch in range(self.start_epoch, cfg.max_epoch):
                 start_iter = self.start_iters if epoch == self.start_epoch else 0

@@ -49,7 +49,7 @@ from lavis.common.checkpoint import CheckpointError
 
 def build_strategy(run_cfg, distributed, device, amp_dtype):
     """The strategy `run.strategy` names; one process (no torchrun) always keeps the plain model."""
-    name = run_cfg.get("strategy", "ddp")  # checked against schema.STRATEGIES by lavis/common/config.py
+    name = run_cfg.get("strategy", "ddp")  # checked against RunConfig.VALID by lavis/common/config.py
     offload = bool(run_cfg.get("fsdp_cpu_offload", False))  # only with fsdp (lavis/common/config.py)
     if name == "fsdp" and distributed:
         return Sharded(device, amp_dtype, cpu_offload=offload)
@@ -112,9 +112,20 @@ class Replicated:
         """(trainable model state, optimizer state) for the checkpoint; called on every rank."""
         return model.trainable_state_dict(), optimizer.state_dict()
 
-    def load_state(self, model, optimizer, checkpoint):
-        model.load_checkpoint(checkpoint)
+    def load_state(self, model, optimizer, checkpoint, source):
+        model.load_checkpoint(checkpoint, source)
         optimizer.load_state_dict(keyed_by_index(checkpoint["optimizer"], param_names(model, optimizer)))
+        for group in optimizer.param_groups:  # load_state_dict checks the groups, not the moments' shapes
+            for param in group["params"]:
+                bad = [
+                    k
+                    for k, v in optimizer.state.get(param, {}).items()
+                    if not isinstance(v, torch.Tensor) or (v.dim() and v.shape != param.shape)
+                ]
+                if bad:
+                    raise CheckpointError(
+                        f"{source}: its optimizer state {bad} does not fit a parameter of shape {tuple(param.shape)}"
+                    )
 
     def full_weights(self, model):
         """Context in which rank 0 alone may run `model` (evaluation); entered by every rank."""
@@ -189,15 +200,11 @@ class Sharded:
         optim = get_optimizer_state_dict(model, optimizer, options=self._options(cpu_offload=True))
         return {k: v for k, v in state.items() if k in trainable}, optim
 
-    def load_state(self, model, optimizer, checkpoint):
+    def load_state(self, model, optimizer, checkpoint, source):
         """Every rank reads the full checkpoint and keeps its own shards."""
         from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
-        state = model.convert_checkpoint_keys(checkpoint["model"])
-        own = set(model.state_dict())
-        unknown = sorted(k for k in state if k not in own)
-        if unknown:
-            raise CheckpointError(f"checkpoint does not fit this model: unknown keys {unknown[:20]}")
+        state = model.checked_state(checkpoint, source)
         set_model_state_dict(model, state, options=self._options(strict=False))
         optim = keyed_by_name(checkpoint["optimizer"], param_names(model, optimizer))
         set_optimizer_state_dict(model, optimizer, optim, options=self._options())

@@ -5,6 +5,7 @@ from collections import defaultdict
 
 import torch
 
+from lavis.common.config import ConfigError
 from lavis.common.errors import MissingFilesError
 from lavis.common.registry import registry
 
@@ -44,7 +45,7 @@ class BaseTask:
             builder = registry.get_builder_class(name)(dataset_cfg)
             datasets[name] = builder.build_datasets()
         if not datasets:
-            raise ValueError("the run config names no datasets")
+            raise ConfigError("the run config names no datasets (its 'datasets' section is empty)")
         return datasets
 
     def train_step(self, model, samples):

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from lavis.common import dist_utils
 from lavis.common.registry import registry
-from lavis.common.utils import atomic_open
+from lavis.common.utils import atomic_open, is_out_of_space, out_of_space
 from lavis.datasets.datasets.eval_dataset import EvalDataset
 from lavis.processors.benchmark_prompts import benchmark_prompt
 from lavis.processors.chat_format import IMAGE_SLOT, IMAGE_TOKEN
@@ -248,17 +248,19 @@ def _kept(meta, *keys):
 
 
 def _read_records(path):
-    """Records of a predictions file; a line cut by an interrupted write is dropped."""
+    """Records of a predictions file; a line cut by an interrupted write (or otherwise not one of
+    our records: not UTF-8, not JSON, no question id) is dropped, and its question asked again."""
     records = {}
     if not os.path.isfile(path):
         return records
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             try:
                 record = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
-            records[record["question_id"]] = record
+            if isinstance(record, dict) and isinstance(record.get("question_id"), str):
+                records[record["question_id"]] = record
     return records
 
 
@@ -334,23 +336,33 @@ def evaluate_benchmark(
         collate_fn=EvalDataset.collater,
         num_workers=num_workers,
     )
-    with open(part, "a", encoding="utf-8") as out:
-        if out.tell() and not _ends_with_newline(part):
-            out.write("\n")  # after a line cut by an interrupted write: start on a line of our own
-        for batch in loader:
-            for item, reply in zip(batch["item"], _generate(model, batch, max_new_tokens, num_beams)):
-                parsed, correct = task.judge(reply, item)
-                record = {
-                    "question_id": item["question_id"],
-                    "prompt": item["prompt"],
-                    "prediction": reply,
-                    "parsed": parsed,
-                    "correct": correct,
-                    "answers": item["answers"],
-                    "meta": item["meta"],
-                }
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            out.flush()
+    needed = 1  # bytes of the batch being written, for the message of a full disk
+    try:
+        with open(part, "a", encoding="utf-8") as out:
+            if out.tell() and not _ends_with_newline(part):
+                out.write("\n")  # after a line cut by an interrupted write: start on a line of our own
+            for batch in loader:
+                lines = []
+                for item, reply in zip(batch["item"], _generate(model, batch, max_new_tokens, num_beams)):
+                    parsed, correct = task.judge(reply, item)
+                    record = {
+                        "question_id": item["question_id"],
+                        "prompt": item["prompt"],
+                        "prediction": reply,
+                        "parsed": parsed,
+                        "correct": correct,
+                        "answers": item["answers"],
+                        "meta": item["meta"],
+                    }
+                    lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+                text = "".join(lines)
+                needed = len(text.encode("utf-8"))
+                out.write(text)
+                out.flush()
+    except OSError as err:  # what is written stays; a line cut short is dropped on --resume
+        if not is_out_of_space(err):
+            raise
+        raise out_of_space(part, needed, "the answers written so far are kept: --resume asks only the rest") from None
     if world_size > 1:
         dist_utils.barrier()
     if rank != 0:

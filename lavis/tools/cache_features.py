@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 import lavis  # noqa: F401  (registers every component)
 from lavis.common.config import Config
-from lavis.common.errors import UserError
+from lavis.common.errors import UserError, report
 from lavis.datasets.cached_features import cache_groups
-from lavis.datasets.feature_cache import read_index, write_cache
+from lavis.datasets.feature_cache import FeatureCacheError, read_index, write_cache
 from lavis.processors.video import read_frames
 from lavis.run_builder import build_run
 
@@ -43,8 +43,11 @@ def compute_features(model, processor, images, batch_size, device, desc):
             chunk = items[start : start + batch_size]
             pixels = []
             for _, path in chunk:
-                with Image.open(path) as image:
-                    pixels.append(processor(image.convert("RGB")))
+                try:
+                    with Image.open(path) as image:
+                        pixels.append(processor(image.convert("RGB")))
+                except (OSError, ValueError, Image.DecompressionBombError) as err:
+                    raise FeatureCacheError(f"cannot cache {path}: not a readable image ({err})") from None
             out = model.encode_queries(torch.stack(pixels).to(device)).float().cpu()
             features.update({h: row.clone() for (h, _), row in zip(chunk, out)})
             progress.update(len(chunk))
@@ -112,8 +115,7 @@ def main(argv=None):
         for folder, count, written in cache_all(cfg, model, datasets, torch.device(device)):
             print(f"{'wrote' if written else 'up to date'}: {folder} ({count} images)")
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
+        return report(err)
     return 0
 
 

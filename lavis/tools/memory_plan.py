@@ -88,7 +88,7 @@ from transformers.initialization import no_init_weights
 import lavis  # noqa: F401  (registers every component)
 from lavis.common.config import Config
 from lavis.common.dtypes import autocast_dtype_named, dtype_named
-from lavis.common.errors import UserError
+from lavis.common.errors import UserError, report
 from lavis.common.schema import QformerArch
 from lavis.common.utils import resolve_path
 from lavis.models.llm.hf_llm import build_llm
@@ -566,8 +566,7 @@ def main(argv=None):
                 raise
             raise PlanError(f"cannot build the model's shapes from this config: {err}") from None
     except UserError as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
+        return report(err, fold=True)
     print(format_plan(plan))
     return 0
 

@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 import lavis  # noqa: F401  (registers every component)
 from lavis.common.checkpoint import CheckpointError, load_file, save_file
 from lavis.common.config import Config, load_yaml
-from lavis.common.errors import MissingFilesError, UserError
+from lavis.common.errors import MissingFilesError, UserError, report
 from lavis.common.registry import registry
 from lavis.common.rng import set_seed
 from lavis.common.utils import resolve_path
@@ -203,11 +203,9 @@ def main(argv=None):
     try:
         written = run(args)
     except MissingFilesError as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
+        return report(err, fold=True)
     except (UserError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return report(err)
     for what, path in written.items():
         print(f"wrote {what}: {path}")
     return 0

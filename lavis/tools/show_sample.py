@@ -12,7 +12,7 @@ import sys
 
 import lavis  # noqa: F401  (registers every component)
 from lavis.common.config import Config
-from lavis.common.errors import UserError
+from lavis.common.errors import UserError, report
 from lavis.run_builder import build_run
 
 
@@ -44,8 +44,7 @@ def main(argv=None):
                 model.prompt.check_labels(sample["conversations"], encoded, model.max_txt_len, sample["where"])
                 print("labels: the assistant replies and their end-of-turn tokens, as they should be")
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
+        return report(err)
     return 0
 
 

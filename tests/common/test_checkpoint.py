@@ -38,6 +38,15 @@ def test_truncated_file_named(tmp_path):
         load_file(path)
 
 
+def test_a_file_that_is_not_a_checkpoint_at_all_is_named(tmp_path):
+    for name, data in (("text.pth", b"abc\n"), ("empty.pth", b"")):
+        (tmp_path / name).write_bytes(data)
+        message = rf"^cannot read {tmp_path / name} \(truncated or not a checkpoint\?\): "
+        for mmap in (False, True):
+            with pytest.raises(CheckpointError, match=message):
+                load_file(tmp_path / name, mmap=mmap)
+
+
 def test_missing_file():
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_file("/nonexistent/ckpt.pth")
@@ -78,3 +87,123 @@ def test_latest_epoch_checkpoint_of_an_output_or_a_job_folder(tmp_path):
     )
     assert latest_epoch_checkpoint(str(tmp_path / "20260102000000")) is None  # mid-epoch only
     assert latest_epoch_checkpoint(str(tmp_path / "absent")) is None
+
+
+def test_a_model_entry_that_is_not_a_mapping_of_tensors_names_the_file_and_keys(tmp_path):
+    from lavis.common.checkpoint import model_state
+
+    assert set(model_state({"model": {"w": torch.zeros(1)}, "epoch": 0}, "f.pth")) == {"w"}
+    assert set(model_state({"w": torch.zeros(1)}, "f.pth")) == {"w"}  # a bare state dict
+    for content, message in (
+        ([1, 2], "f.pth is not a checkpoint: it holds a list, not a mapping"),
+        ({"model": [1, 2]}, "f.pth: its 'model' entry is a list, not a mapping of parameter names to tensors"),
+        ({"model": "weights"}, "f.pth: its 'model' entry is a str, not a mapping of parameter names to tensors"),
+        ({"model": {1: torch.zeros(1)}}, "f.pth: model state keys that are not parameter names: 1"),
+        (
+            {"model": {f"w{i}": i for i in range(7)}},
+            "f.pth: model state values that are not tensors: w0 (int), w1 (int), w2 (int), w3 (int), w4 (int) "
+            "... (7 in all)",
+        ),
+    ):
+        with pytest.raises(CheckpointError) as caught:
+            model_state(content, "f.pth")
+        assert str(caught.value) == message
+
+
+def test_tensors_of_another_shape_or_kind_of_dtype_are_named():
+    from lavis.common.checkpoint import check_state_fits
+
+    own = {"a": torch.zeros(2, 3), "b": torch.zeros(4), "n": torch.zeros(2, dtype=torch.long)}
+    check_state_fits({"a": torch.zeros(2, 3, dtype=torch.float16), "n": torch.ones(2, dtype=torch.int32)}, own, "f")
+    with pytest.raises(CheckpointError) as caught:
+        check_state_fits(
+            {"a": torch.zeros(3, 2), "b": torch.zeros(4, dtype=torch.int64), "c": torch.zeros(1)}, own, "f.pth"
+        )
+    assert str(caught.value) == (
+        "checkpoint f.pth does not fit this model: unknown keys c; shape mismatches a: file (3, 2) vs model (2, 3); "
+        "dtype mismatches b: file torch.int64 vs model torch.float32"
+    )
+
+
+def test_model_load_checkpoint_checks_content(tiny_model, tmp_path):
+    good = tiny_model.trainable_state_dict()
+    name = next(iter(good))
+    for content, message in (
+        ({"model": [1, 2]}, "its 'model' entry is a list"),
+        ({"model": {name: "x"}}, f"model state values that are not tensors: {name} (str)"),
+        ({"model": {name: good[name].to(torch.int64)}}, f"dtype mismatches {name}: file torch.int64"),
+    ):
+        path = save_file(content, tmp_path / "bad.pth")
+        with pytest.raises(CheckpointError) as caught:
+            tiny_model.load_checkpoint(path)
+        assert str(tmp_path / "bad.pth") in str(caught.value) and message in str(caught.value)
+    assert tiny_model.load_checkpoint(save_file({"model": good}, tmp_path / "good.pth")) == sorted(good)
+
+
+def test_stale_temporary_files_are_removed(tmp_path):
+    from lavis.common.utils import remove_stale_temp_files
+
+    (tmp_path / ".tmp-abc123.pth").write_bytes(b"half a checkpoint")
+    (tmp_path / "checkpoint_0.pth").write_bytes(b"kept")
+    assert remove_stale_temp_files(tmp_path) == [str(tmp_path / ".tmp-abc123.pth")]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint_0.pth"]
+
+
+def test_an_output_folder_under_a_file_or_read_only_is_refused(tmp_path, small_tmpfs):
+    from lavis.common.checkpoint import OutputFolderError, check_output_folder
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputFolderError) as caught:
+        check_output_folder(tmp_path / "file" / "out" / "job", 10)
+    assert str(caught.value) == (
+        f"run.output_dir: cannot make the folder {tmp_path / 'file' / 'out' / 'job'}: {tmp_path / 'file'} is a file"
+    )
+    read_only = small_tmpfs("1m", read_only=True)
+    with pytest.raises(OutputFolderError, match=r"cannot make the folder .*/job: Read-only file system$"):
+        check_output_folder(read_only / "job", 10)
+    with pytest.raises(OutputFolderError, match=r"^run.output_dir: cannot write in .*: Read-only file system$"):
+        check_output_folder(read_only, 10)
+
+
+def test_a_full_disk_while_saving_is_one_error_and_keeps_the_previous_file(small_tmpfs):
+    from lavis.common.utils import DiskFullError
+
+    folder = small_tmpfs("1m")
+    path = folder / "checkpoint_0.pth"
+    save_file({"v": torch.tensor([1.0])}, path)
+    with pytest.raises(DiskFullError) as caught:
+        save_file({"v": torch.zeros(512 * 1024)}, path)  # 2 MiB of float32
+    message = str(caught.value)
+    assert message.startswith(f"no space left to write {path}: it needs about 3,145,728 bytes and ")
+    assert message.endswith(
+        " are free there (the files already there are unchanged); free some space or write elsewhere"
+    )
+    assert load_file(path)["v"].item() == 1.0
+    assert sorted(os.listdir(folder)) == ["checkpoint_0.pth"]  # no temporary file left behind
+
+
+def test_an_output_folder_without_room_for_one_checkpoint_is_refused(small_tmpfs):
+    from lavis.common.checkpoint import check_output_folder
+    from lavis.common.utils import DiskFullError
+
+    folder = small_tmpfs("1m")
+    check_output_folder(folder / "job", 100_000)
+    with pytest.raises(
+        DiskFullError, match=r"not enough space in .*/job for a checkpoint of this model: it needs about "
+    ):
+        check_output_folder(folder / "job", 5_000_000)
+    with pytest.raises(DiskFullError):
+        check_output_folder(folder / "refused", 5_000_000)
+    assert sorted(os.listdir(folder)) == ["job"]  # a refused run leaves no empty job folder
+
+
+def test_any_atomic_write_that_fills_the_disk_says_so(small_tmpfs):
+    from lavis.common.utils import DiskFullError, atomic_open
+
+    folder = small_tmpfs("1m")
+    with pytest.raises(DiskFullError) as caught:
+        with atomic_open(folder / "big.json", "w", encoding="utf-8") as handle:
+            handle.write("x" * 2_000_000)
+    assert str(caught.value).startswith(f"no space left to write {folder / 'big.json'}: ")
+    assert " bytes are free there (the files already there are unchanged)" in str(caught.value)
+    assert os.listdir(folder) == []

@@ -144,3 +144,69 @@ def test_the_two_stage_recipes_name_every_missing_file_at_once(path, released, t
     if "/sft/" in path:  # stage 2 starts from stage 1's output folder, on instructions + videos
         assert any("videochatgpt/videochatgpt_instruct_100k.json" in p for _, p, _ in err.value.missing)
         assert cfg.model_cfg.load_finetuned and cfg.model_cfg.finetuned.startswith("output/pretrain/")
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("run.batch_size_train=0", "run.batch_size_train = 0: must be an integer >= 1"),
+        ("run.batch_size_eval=-3", "run.batch_size_eval = -3: must be an integer >= 1"),
+        ("run.accum_grad_iters=0", "run.accum_grad_iters = 0: must be an integer >= 1"),
+        ("run.num_workers=-1", "run.num_workers = -1: must be an integer >= 0"),
+        ("run.max_epoch=0", "run.max_epoch = 0: must be an integer >= 1"),
+        ("run.betas=[0.9]", "run.betas = [0.9]: must be a list of 2 items, each a number in [0, 1)"),
+        ("run.betas=[0.9,1.0]", "run.betas = [0.9, 1.0]: must be a list of 2 items, each a number in [0, 1)"),
+        ("run.init_lr=-0.1", "run.init_lr = -0.1: must be a number >= 0"),
+        ("run.min_lr=nan", "run.min_lr = nan: must be a number >= 0"),
+        ("run.warmup_lr=inf", "run.warmup_lr = inf: must be a number >= 0"),
+        ("run.grad_norm_clip=0", "run.grad_norm_clip = 0.0: must be a number > 0 (or null)"),
+        ("run.seed=4294967296", "run.seed = 4294967296: must be an integer in 0..4294967295"),
+        ("run.device=gpu0", "run.device = 'gpu0': must be cpu, cuda, cuda:N (a GPU's index) or mps"),
+        ("run.autocast_dtype=fp8", "run.autocast_dtype = 'fp8': must be one of 'bf16', 'fp16'"),
+        ("run.num_beams=0", "run.num_beams = 0: must be an integer in 1..16"),
+        ("run.max_new_tokens=0", "run.max_new_tokens = 0: must be an integer in 1..16384"),
+        ("run.lr_sched=cosine", "run.lr_sched = 'cosine': must be one of 'constant_lr', 'linear_warmup_cosine_lr'"),
+        ("run.runner=fast", "run.runner = 'fast': must be one of 'runner_base'"),
+        ("run.cached_features_dtype=int8", "run.cached_features_dtype = 'int8': must be one of 'fp32', 'bf16', 'fp16'"),
+        ("model.max_txt_len=-5", "model.max_txt_len = -5: must be an integer >= 1"),
+        ("model.autocast_dtype=fp32", "model.autocast_dtype = 'fp32': must be one of 'bf16', 'fp16'"),
+        ("model.lora_dropout=1.0", "model.lora_dropout = 1.0: must be a number in [0, 1)"),
+        ("model.llm_arch.num_layers=0", "model.llm_arch.num_layers = 0: must be an integer >= 1"),
+        ("model.qformer_arch.dropout=-0.1", "model.qformer_arch.dropout = -0.1: must be a number in [0, 1)"),
+        ("model.label_rule=all", "model.label_rule = 'all': must be one of '', 'assistant', 'original'"),
+        (
+            "model.image_size=60",
+            "model.image_size = 60: must be a multiple of the ViT's patch size 8 (model.vit_arch.patch_size)",
+        ),
+        ("model.llm_arch.num_heads=5", "model.llm_arch.num_heads = 5: must divide model.llm_arch.hidden_size (128)"),
+        ("model.vit_arch.num_heads=5", "model.vit_arch.num_heads = 5: must divide model.vit_arch.embed_dim (96)"),
+        (
+            "datasets.shapes_instruction.max_skipped_share=1.5",
+            "datasets.shapes_instruction.max_skipped_share = 1.5: must be a number in [0, 1]",
+        ),
+    ],
+)
+def test_a_value_out_of_range_names_the_key_the_value_and_what_is_allowed(option, message):
+    with pytest.raises(ConfigError) as caught:
+        make(TINY, option)
+    assert str(caught.value) == f"config: {message}"
+
+
+def test_every_shipped_config_is_in_range():
+    import glob
+
+    paths = sorted(glob.glob("lavis/projects/**/*.yaml", recursive=True))
+    assert len(paths) > 10
+    for path in paths:
+        make(path)
+
+
+def test_a_config_or_section_that_is_not_a_mapping_is_named(tmp_path):
+    (tmp_path / "list.yaml").write_text("- model\n- run\n")
+    with pytest.raises(ConfigError, match=r"^config file: must be a mapping of model, datasets, run, not a list$"):
+        make(str(tmp_path / "list.yaml"))
+    (tmp_path / "model5.yaml").write_text("model: 5\n")
+    with pytest.raises(ConfigError, match=r"^config file: 'model' must be a mapping of keys to values, not 5 \(int\)$"):
+        make(str(tmp_path / "model5.yaml"))
+    with pytest.raises(ConfigError, match=r"^--options: 'datasets' must be a mapping of keys to values, not a list$"):
+        make(TINY, "datasets=[1]")

@@ -194,3 +194,26 @@ def test_step_meter_averages_the_micro_batches_and_restarts():
     assert first["train/tokens_per_s"] * 2 == pytest.approx(first["train/padded_tokens_per_s"])
     meter.add(1.0, 5, 5)
     assert meter.pop()["train/loss"] == 1.0
+
+
+def test_truncating_a_damaged_log_keeps_the_records_before_the_checkpoint(tmp_path):
+    from lavis.common.logger import truncate_log
+
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(
+        b'{"epoch": 0, "iter": 0, "loss": 1.0}\n'
+        b"\xff\xfe not UTF-8\n"
+        b"[1, 2]\n"
+        b'{"iter": 3}\n'
+        b'{"epoch": 0, "iter": "x"}\n'
+        b'{"eval_split": "val", "accuracy": 0.5}\n'
+        b'{"epoch": 0, "iter": 1, "loss": 0.5}\n'
+        b'{"epoch": 0, "iter": 2, "lo'
+    )
+    truncate_log(str(log), 0, 1)
+    assert log.read_text().splitlines() == [
+        '{"epoch": 0, "iter": 0, "loss": 1.0}',
+        '{"iter": 3}',
+        '{"epoch": 0, "iter": "x"}',
+        '{"eval_split": "val", "accuracy": 0.5}',
+    ]

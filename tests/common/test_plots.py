@@ -69,5 +69,5 @@ def test_command_line_draws_beside_the_log_or_says_what_is_wrong(tmp_path):
     missing = subprocess.run(
         [sys.executable, "-m", "lavis.common.plots", str(tmp_path / "nope.jsonl")], capture_output=True, text=True
     )
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert missing.stderr == f"error: cannot read {tmp_path / 'nope.jsonl'}: No such file or directory\n"

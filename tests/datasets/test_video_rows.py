@@ -135,7 +135,7 @@ def test_dataloader_workers_decode_the_same_frames(media):
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("max_frames", 0, r"'datasets.video_instruction.max_frames' is 0: it must be at least 1"),
+        ("max_frames", 0, r"^config: datasets.video_instruction.max_frames = 0: must be an integer >= 1$"),
         ("frame_marker", "Frame {n}: ", r"'datasets.video_instruction.frame_marker' 'Frame \{n\}: ' is not a format"),
     ],
 )

@@ -6,6 +6,7 @@ config by `lavis/common/config.py`.  Annotation and image paths are relative to 
 
 import os
 
+from lavis.common.config import ConfigError
 from lavis.common.utils import get_abs_path, get_cache_path
 from lavis.datasets.datasets.instruction_dataset import InstructionDataset
 from lavis.processors import load_processor
@@ -36,7 +37,7 @@ class BaseDatasetBuilder:
                     target[split] = load_processor(section[split].name, section[split])
         for target, kind in ((self.vis_processors, "vis_processor"), (self.text_processors, "text_processor")):
             if "train" not in target and "eval" not in target:
-                raise ValueError(f"dataset config needs {kind}.train or {kind}.eval")
+                raise ConfigError(f"a dataset config needs {kind}.train or {kind}.eval (none given)")
             target.setdefault("eval", target.get("train"))
             target.setdefault("train", target["eval"])
 
@@ -46,7 +47,7 @@ class BaseDatasetBuilder:
         missing = []
         for split, ann in info.annotations.items():
             for path in [ann.storage] if isinstance(ann.storage, str) else list(ann.storage):
-                if not os.path.isfile(get_cache_path(path)):
+                if not os.path.exists(get_cache_path(path)):  # a folder there: the reader says so
                     missing.append(
                         (f"datasets.{name}.build_info.annotations.{split}", get_cache_path(path), "annotation JSON")
                     )

@@ -12,6 +12,7 @@ fetched: a missing file is reported with its key and where it goes, before anyth
 
 import os
 
+from lavis.common.config import ConfigError
 from lavis.common.registry import registry
 from lavis.common.utils import get_cache_path
 from lavis.datasets.builders.base_dataset_builder import BaseDatasetBuilder
@@ -30,13 +31,13 @@ class BenchmarkBuilder(BaseDatasetBuilder):
     def _files(self):
         info = self.config.build_info
         if "test" not in info.annotations:
-            raise ValueError("a benchmark's config needs build_info.annotations.test.storage (its released files)")
+            raise ConfigError("a benchmark's config needs build_info.annotations.test.storage (its released files)")
         storage = info.annotations["test"].storage
         files = [storage] if isinstance(storage, str) else list(storage)
         files = [get_cache_path(f) for f in files]
         if self.uses_images_folder:
             if info.images is None:
-                raise ValueError("this benchmark's config needs build_info.images.storage (its image folder)")
+                raise ConfigError("this benchmark's config needs build_info.images.storage (its image folder)")
             files.append(get_cache_path(info.images.storage))
         return files
 
@@ -58,7 +59,7 @@ class BenchmarkBuilder(BaseDatasetBuilder):
         self.prepare()
         section = self.config.vis_processor.get("eval") or self.config.vis_processor.get("train")
         if section is None:
-            raise ValueError("a benchmark's config needs vis_processor.eval (how its images are prepared)")
+            raise ConfigError("a benchmark's config needs vis_processor.eval (how its images are prepared)")
         # only images: the prompt comes from the benchmark's task, so no text processor is read
         return {"test": EvalDataset(self.read(*self._files()), load_processor(section.name, section))}
 

@@ -13,7 +13,10 @@ optionally preceded by `frame_marker` ("{i}": the frame's number from 1).  Rows 
 keys, wrong types, a number of `<ImageHere>` (or `<video>`) different from the number of images
 (or videos), a missing file) are skipped at load time with one warning that names file, row and reason;
 an image or video that turns out unreadable at training time is reported (file and row) and
-replaced by the next readable sample, so a run never dies on one bad file.
+replaced by the next readable sample, so a run never dies on one bad file.  A file that cannot
+be read at all (missing, a directory, not permitted, not UTF-8, empty, not JSON, nested too
+deeply: `lavis/common/json_files.py`) is one AnnotationError naming it and why; so is a dataset
+with no usable row, or no readable image or video at all, with the first reasons.
 
 For exact resume the runner calls `set_epoch(seed, epoch)` on training sets: random image
 augmentation of sample i then draws from torch's CPU generator seeded with (seed, epoch, i), so
@@ -22,7 +25,6 @@ the token-length estimates that `run.group_by_length` sorts by.
 """
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -33,6 +35,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from lavis.common.errors import UserError
+from lavis.common.json_files import read_json
 from lavis.processors.chat_format import IMAGE_TOKEN, ROLE_ALIASES
 from lavis.processors.video import VideoError, read_frames
 
@@ -49,7 +52,11 @@ CAPTION_INSTRUCTIONS = (
 
 
 class AnnotationError(UserError, ValueError):
-    """An annotation file that cannot be read at all."""
+    """An annotation file that cannot be read at all, or a dataset with no usable sample."""
+
+
+#: How many reasons a "no usable sample" error lists
+SHOWN_REASONS = 3
 
 
 def _paths(row, key):
@@ -109,10 +116,11 @@ def normalise_row(row, vis_root=None, placeholder=IMAGE_TOKEN, video_placeholder
     ):
         if user_text.count(ours) != len(paths):
             raise ValueError(f"{user_text.count(ours)} {mark} in user turns but {len(paths)} {what}(s)")
-    if vis_root is not None:
-        for path, what in [(p, "image") for p in images] + [(p, "video") for p in videos]:
-            if not os.path.isfile(os.path.join(vis_root, path)):
-                raise ValueError(f"{what} file not found: {os.path.join(vis_root, path)}")
+    if vis_root is None and (images or videos):
+        raise ValueError("the row shows images or videos but the dataset has no image folder (build_info.images)")
+    for path, what in [(p, "image") for p in images] + [(p, "video") for p in videos]:
+        if not os.path.isfile(os.path.join(vis_root, path)):
+            raise ValueError(f"{what} file not found: {os.path.join(vis_root, path)}")
     meta = {
         k: v for k, v in row.items() if k not in ("image", "video", "conversations", "instruction", "output", "caption")
     }
@@ -130,18 +138,12 @@ def load_annotations(
     ann_paths, vis_root, placeholder=IMAGE_TOKEN, max_skipped_share=1.0, video_placeholder=VIDEO_TOKEN
 ):
     """The usable rows of the annotation files; the others are skipped with one warning, and more
-    than `max_skipped_share` of them skipped stops with an AnnotationError."""
+    than `max_skipped_share` of them skipped, or none usable, stops with an AnnotationError."""
     rows, problems = [], []
     for ann_path in ann_paths:
-        try:
-            with open(ann_path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except FileNotFoundError:
-            raise AnnotationError(f"annotation file not found: {ann_path}") from None
-        except json.JSONDecodeError as err:
-            raise AnnotationError(f"annotation file {ann_path} is not valid JSON: {err}") from None
+        data = read_json(ann_path, AnnotationError)
         if not isinstance(data, list):
-            raise AnnotationError(f"annotation file {ann_path} must hold a JSON list of rows")
+            raise AnnotationError(f"{ann_path}: must hold a JSON list of rows, not {_json_kind(data)}")
         for index, row in enumerate(data):
             try:
                 rows.append(
@@ -149,6 +151,11 @@ def load_annotations(
                 )
             except ValueError as err:
                 problems.append(f"{ann_path} row {index}: {err}")
+            except RecursionError:  # str() of a value nested as deep as the parser allows
+                problems.append(f"{ann_path} row {index}: nested too deeply")
+    if not rows:
+        reasons = "; ".join(problems[:SHOWN_REASONS]) if problems else "the files hold no rows"
+        raise AnnotationError(f"no usable rows in {list(ann_paths)}: {reasons}")
     if problems:
         shown = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
@@ -183,8 +190,6 @@ class InstructionDataset(Dataset):
         self.max_frames = max_frames
         self.frame_marker = frame_marker
         self.annotation = load_annotations(ann_paths, vis_root, image_placeholder, max_skipped_share, video_placeholder)
-        if not self.annotation:
-            raise AnnotationError(f"no usable rows in {list(ann_paths)}")
         self._augment_seed = None
         self.feature_store = None  # {image or video path: cached Q-former outputs}, set by use_feature_store
 
@@ -272,6 +277,7 @@ class InstructionDataset(Dataset):
         return media, conversations
 
     def __getitem__(self, index):
+        reasons = []
         for attempt in range(len(self.annotation)):
             row = self.annotation[(index + attempt) % len(self.annotation)]
             try:
@@ -279,6 +285,7 @@ class InstructionDataset(Dataset):
                     images, source = self._with_media(row)
             except (OSError, Image.DecompressionBombError, ValueError) as err:  # VideoError is a ValueError
                 what = "video" if isinstance(err, VideoError) else "image"
+                reasons.append(f"{row['where']}: {' '.join(str(err).split())}")
                 logging.warning(
                     "unreadable %s in sample %d (%s, %s): %s; using the next sample",
                     what,
@@ -308,7 +315,8 @@ class InstructionDataset(Dataset):
                 "index": (index + attempt) % len(self.annotation),
                 "where": row["where"],
             }
-        raise AnnotationError(f"no readable image or video in the whole dataset ({self.annotation[0]['where']} ...)")
+        shown = "; ".join(reasons[:SHOWN_REASONS])
+        raise AnnotationError(f"no readable image or video in the whole dataset ({len(reasons)} samples): {shown}")
 
     @staticmethod
     def collater(samples):
@@ -322,3 +330,9 @@ class InstructionDataset(Dataset):
             "index": [sample["index"] for sample in samples],
             "where": [sample["where"] for sample in samples],  # annotation file and row, for messages
         }
+
+
+def _json_kind(value):
+    """A JSON value's kind in JSON's words (an object, a string, ...)."""
+    kinds = ((dict, "an object"), (str, "a string"), (bool, "a boolean"), ((int, float), "a number"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "null")

@@ -24,9 +24,9 @@ one :class:`EvalDataError` line naming the file, the row or line, and the reason
 that silently skipped rows would report a score on a different benchmark.
 """
 
-import json
 import os
 
+from lavis.common import json_files
 from lavis.common.errors import MissingFilesError, UserError
 
 
@@ -36,8 +36,7 @@ class EvalDataError(UserError, ValueError):
 
 def fail(path, where, reason):
     """EvalDataError '<path> <where>: <reason>' on one line (`where` may be empty)."""
-    place = f"{path} {where}" if where else str(path)
-    return EvalDataError(" ".join(f"{place}: {reason}".split("\n")))
+    return json_files.fail(EvalDataError, path, where, reason)
 
 
 def check_files(entries):
@@ -49,42 +48,20 @@ def check_files(entries):
 
 def read_text(path):
     """The file's text (UTF-8, a leading BOM dropped); EvalDataError when it cannot be read."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except IsADirectoryError:
-        raise fail(path, "", "is a directory, not a file") from None
-    except FileNotFoundError:
-        raise fail(path, "", "file not found") from None
-    except OSError as err:
-        raise fail(path, "", f"cannot be read ({err.strerror or err})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise fail(path, f"line {line}", f"not valid UTF-8 (byte 0x{data[err.start]:02x})") from None
-    return text[1:] if text.startswith("\ufeff") else text
+    return json_files.read_text(path, EvalDataError)
 
 
 def read_json(path):
     """The file's JSON value; EvalDataError naming the line and column where it is not JSON."""
-    text = read_text(path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise fail(path, f"line {err.lineno} column {err.colno}", f"not valid JSON ({err.msg})") from None
+    return json_files.read_json(path, EvalDataError)
 
 
 def read_json_lines(path):
     """[(line number, value)] of a JSON-lines file (blank lines skipped)."""
     rows = []
     for number, line in enumerate(read_text(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((number, json.loads(line)))
-        except json.JSONDecodeError as err:
-            raise fail(path, f"line {number}", f"not valid JSON ({err.msg}, column {err.colno})") from None
+        if line.strip():
+            rows.append((number, json_files.parse_json(line, path, f"line {number}", EvalDataError)))
     return rows
 
 

@@ -23,7 +23,13 @@ import re
 
 from tokenizers import AddedToken
 
-from lavis.models.llm.qwen_tiktoken import VOCAB_FILENAME, QwenTokenizer, batch_encode
+from lavis.models.llm.qwen_tiktoken import (
+    VOCAB_FILENAME,
+    QwenTokenizer,
+    TokenizerFileError,
+    TokenizerNotFoundError,
+    batch_encode,
+)
 
 QWEN1_IMAGE_PAD = "<|extra_0|>"
 IMAGE_SLOT_CANDIDATES = (
@@ -142,7 +148,7 @@ def auto_tokenizer(folder):
     try:
         return AutoTokenizer.from_pretrained(os.fspath(folder), local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as err:
-        raise ValueError(f"cannot load the tokenizer in {folder}: {err}") from None
+        raise TokenizerFileError(f"cannot load the tokenizer in {folder}: {err}") from None
 
 
 class _IncrementalDecoder:
@@ -210,7 +216,7 @@ def load_llm_tokenizer(path, model_max_length=None):
         chatml = all(t in tokenizer.get_vocab() for t in (ENDOFTEXT, IMSTART, IMEND))
         cls = HFQwenTokenizer if chatml and not getattr(tokenizer, "chat_template", None) else HFTokenizer
         return cls(tokenizer, model_max_length)
-    raise FileNotFoundError(
+    raise TokenizerNotFoundError(
         f"no LLM tokenizer at {path!r}: expected {VOCAB_FILENAME} (Qwen-7B-Chat) or tokenizer.json / vocab.json "
         "+ merges.txt (a transformers tokenizer)"
     )

@@ -31,6 +31,7 @@ import unicodedata
 
 import tiktoken
 
+from lavis.common.errors import UserError
 from lavis.common.utils import atomic_open
 
 VOCAB_FILENAME = "qwen.tiktoken"
@@ -48,6 +49,14 @@ EXTRAS = tuple(f"<|extra_{i}|>" for i in range(205))
 SPECIAL_TOKENS = (ENDOFTEXT, IMSTART, IMEND) + EXTRAS
 
 
+class TokenizerFileError(UserError, ValueError):
+    """A tokenizer file (or folder) that cannot be read, with the file and the reason named."""
+
+
+class TokenizerNotFoundError(UserError, FileNotFoundError):
+    """No tokenizer file where the config points."""
+
+
 def load_tiktoken_bpe(path):
     """Read a ``qwen.tiktoken`` file into ``{token bytes: rank}``.
 
@@ -57,7 +66,7 @@ def load_tiktoken_bpe(path):
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Qwen vocabulary file not found: {path!r}")
+        raise TokenizerNotFoundError(f"Qwen vocabulary file not found: {path!r}")
     ranks = {}
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, start=1):
@@ -76,13 +85,15 @@ def load_tiktoken_bpe(path):
                 if token in ranks:
                     raise ValueError(f"duplicate token {token!r}")
             except (ValueError, binascii.Error) as e:
-                raise ValueError(f"{path}: line {lineno}: malformed vocabulary line {line[:80]!r} ({e})") from None
+                raise TokenizerFileError(
+                    f"{path}: line {lineno}: malformed vocabulary line {line[:80]!r} ({e})"
+                ) from None
             ranks[token] = rank
     if sorted(ranks.values()) != list(range(len(ranks))):
-        raise ValueError(f"{path}: ranks must be unique and exactly 0..{len(ranks) - 1}")
+        raise TokenizerFileError(f"{path}: ranks must be unique and exactly 0..{len(ranks) - 1}")
     missing = [b for b in range(256) if bytes([b]) not in ranks]
     if missing:
-        raise ValueError(f"{path}: {len(missing)} single-byte tokens missing (e.g. byte {missing[0]})")
+        raise TokenizerFileError(f"{path}: {len(missing)} single-byte tokens missing (e.g. byte {missing[0]})")
     return ranks
 
 
@@ -174,7 +185,7 @@ class QwenTokenizer:
         path = os.fspath(path)
         vocab_file = os.path.join(path, VOCAB_FILENAME) if os.path.isdir(path) else path
         if not os.path.isfile(vocab_file):
-            raise FileNotFoundError(f"Qwen vocabulary file not found: {vocab_file!r}")
+            raise TokenizerNotFoundError(f"Qwen vocabulary file not found: {vocab_file!r}")
         return cls(vocab_file, **kwargs)
 
     def save_pretrained(self, folder):

@@ -18,6 +18,7 @@ from torch import nn
 
 from lavis.common.checkpoint import CheckpointError, latest_epoch_checkpoint
 from lavis.common.dtypes import autocast_dtype_named
+from lavis.common.generation import check_generate_kwargs
 from lavis.common.registry import registry
 from lavis.common.utils import resolve_path
 from lavis.models.base_model import BaseModel
@@ -306,7 +307,9 @@ class MiniGPT4Qwen(BaseModel):
     def generate_from_ids(self, prompts, images=None, image_features=None, **generate_kwargs):
         """Generate replies for prompt id lists (left-padded as a batch). Returns new ids per prompt.
 
-        Images come as pixels (`images`) or as cached Q-former outputs (`image_features`)."""
+        Images come as pixels (`images`) or as cached Q-former outputs (`image_features`); the knobs
+        (`num_beams`, `temperature`, ...) are checked first (GenerationSettingError with the valid range)."""
+        generate_kwargs = check_generate_kwargs(generate_kwargs)
         image_embeds = self._image_embeds(images, image_features)
         input_ids = self._pad(prompts, self.llm_tokenizer.pad_token_id, left=True)
         attention_mask = self._pad([[1] * len(p) for p in prompts], 0, left=True)

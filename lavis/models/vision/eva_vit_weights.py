@@ -29,14 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.initialization import no_init_weights
 
-from lavis.common.schema import VIT_MODELS, VitArch
+from lavis.common.schema import VIT_MODELS, VIT_PRECISIONS, VitArch
 from lavis.common.utils import resolve_path
 from lavis.models.vision.eva_vit import build_eva_vit, keep_k_bias_zero
 from lavis.models.weight_files import WeightFileError, describe_keys, load_state_file, unwrap_model_state
 
 log = logging.getLogger(__name__)
-
-VIT_PRECISIONS = ("fp16", "fp32")
 
 _BLOCK_MAP = {
     "norm1.weight": "layer_norm1.weight",

@@ -21,6 +21,7 @@ import regex
 import tiktoken
 import torch
 
+from lavis.common.errors import UserError
 from lavis.models.llm.bpe_train import train_bpe, write_tiktoken_file
 from lavis.models.llm.qwen_tiktoken import PAT_STR, SPECIAL_TOKENS, QwenTokenizer
 
@@ -270,6 +271,7 @@ def test_malformed_file_names_file_and_line(tmp_path, bad_line):
         QwenTokenizer.from_pretrained(tmp_path)
     assert str(path) in str(info.value)
     assert "line 3" in str(info.value)
+    assert isinstance(info.value, UserError)  # the entry points print it as one error: line
 
 
 def test_bad_rank_sets_are_rejected(tmp_path):
@@ -292,8 +294,9 @@ def test_missing_file(tmp_path):
     empty_dir.mkdir()
     with pytest.raises(FileNotFoundError, match=str(empty_dir / "qwen.tiktoken").replace("\\", "\\\\")):
         QwenTokenizer.from_pretrained(empty_dir)
-    with pytest.raises(FileNotFoundError, match="x.tiktoken"):
+    with pytest.raises(FileNotFoundError, match="x.tiktoken") as info:
         QwenTokenizer(tmp_path / "x.tiktoken")
+    assert isinstance(info.value, UserError)
 
 
 # --------------------------------------------------------------------------

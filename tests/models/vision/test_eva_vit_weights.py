@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lavis.common.checkpoint import CheckpointError
-from lavis.common.config import Config
+from lavis.common.config import Config, ConfigError
 from lavis.models.vision.eva_vit import vit_features
 from lavis.models.vision.eva_vit_weights import build_vision_encoder, load_eva_vit
 from lavis.models.weight_files import WeightFileError
@@ -152,9 +152,13 @@ def test_reference_self_check():
 
 
 def test_vit_model_names_the_vit_shape():
-    """`model.vit_model` is read: an unknown name stops before any file is opened."""
+    """`model.vit_model` is read: an unknown name stops when the config is read, before any file is opened."""
     args = argparse.Namespace(
         cfg_path="lavis/projects/instruction_tuning/train.yaml", options=["model.vit_model=eva_vit_l"]
     )
+    with pytest.raises(ConfigError, match=r"^config: model.vit_model = 'eva_vit_l': must be one of 'eva_clip_g'$"):
+        Config(args)
+    model_cfg = Config(argparse.Namespace(cfg_path=args.cfg_path, options=[])).model_cfg
+    model_cfg.vit_model = "eva_vit_l"  # a config built in code, past the schema's check
     with pytest.raises(ValueError, match=r"model.vit_model 'eva_vit_l' is not one of \['eva_clip_g'\]"):
-        build_vision_encoder(Config(args).model_cfg)
+        build_vision_encoder(model_cfg)
