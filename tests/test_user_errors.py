@@ -54,6 +54,14 @@ def test_a_config_value_out_of_range(env, tmp_path, option, expected):
     assert one_error(train(env, tmp_path, option), expected) == f"error: {expected}"
 
 
+def test_a_max_txt_len_that_cuts_off_every_answer(env, tmp_path):
+    # 8 tokens hold the system prompt's start only: no sample keeps a label, nothing would train
+    result = train(env, tmp_path, "model.max_txt_len=8", "run.batch_size_train=2")
+    one_error(
+        result, "no supervised token in the first 20 micro-batches: every answer was cut off by model.max_txt_len = 8"
+    )
+
+
 def test_an_output_folder_under_a_file(env, tmp_path):
     (tmp_path / "file").write_text("x")
     result = run_script("train.py", "--options", f"run.output_dir={tmp_path / 'file' / 'out'}", *SMALL_SHAPES, env=env)

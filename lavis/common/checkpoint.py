@@ -47,6 +47,8 @@ def load_file(path, map_location="cpu", mmap=False):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
+    if os.path.getsize(path) == 0:  # torch calls an empty file a pickle of unsafe objects
+        raise CheckpointError(f"cannot read {path}: the file is empty (0 bytes; an interrupted copy?)")
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file as load_safetensors
 

@@ -70,6 +70,9 @@ from lavis.runners.samplers import ResumableSampler
 from lavis.runners.strategies import build_strategy
 from lavis.tasks.benchmark_task import benchmark_task_of, evaluate_benchmark, format_table
 
+#: Micro-batches without a single supervised token after which a run stops (every answer cut off)
+_NO_LABELS_AFTER = 20
+
 
 def param_groups(model, weight_decay, lr_scale=None):
     """AdamW groups: no weight decay on biases, norms and other 1-d parameters; and, for
@@ -351,6 +354,7 @@ class RunnerBase:
             disable=not dist_utils.is_main_process(),
         )
         losses, meter, steps_per_epoch = [], StepMeter(), -(-total // accum)
+        supervised = 0  # labelled tokens so far this epoch (all ranks)
         for i, samples in progress:
             self.lr_scheduler.step(cur_epoch=epoch, cur_step=self._sched_step(i))
             samples = self._to_device(samples)
@@ -390,6 +394,13 @@ class RunnerBase:
                 value = loss.item()
             losses.append(value)
             meter.add(value, *counts)
+            supervised += counts[0]
+            if "num_tokens" in extras and supervised == 0 and i - start_iter + 1 == min(_NO_LABELS_AFTER, len(loader)):
+                raise ConfigError(
+                    f"no supervised token in the first {i - start_iter + 1} micro-batches: every answer was cut "
+                    f"off by model.max_txt_len = {self.config.model_cfg.max_txt_len} tokens (or the answers are "
+                    "empty); raise model.max_txt_len"
+                )
             step = epoch * steps_per_epoch + i // accum + 1  # optimizer steps so far, this one included
             self.global_step = step
             grad = {"grad_norm": round(grad_norm, 6)} if steps else {}

@@ -39,9 +39,14 @@ def test_truncated_file_named(tmp_path):
 
 
 def test_a_file_that_is_not_a_checkpoint_at_all_is_named(tmp_path):
-    for name, data in (("text.pth", b"abc\n"), ("empty.pth", b"")):
-        (tmp_path / name).write_bytes(data)
-        message = rf"^cannot read {tmp_path / name} \(truncated or not a checkpoint\?\): "
+    (tmp_path / "text.pth").write_bytes(b"abc\n")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    for name, message in (
+        ("text.pth", rf"^cannot read {tmp_path / 'text.pth'} \(truncated or not a checkpoint\?\): "),
+        ("empty.pth", rf"^cannot read {tmp_path / 'empty.pth'}: the file is empty \(0 bytes"),
+        ("empty.safetensors", rf"^cannot read {tmp_path / 'empty.safetensors'}: the file is empty"),
+    ):
         for mmap in (False, True):
             with pytest.raises(CheckpointError, match=message):
                 load_file(tmp_path / name, mmap=mmap)
