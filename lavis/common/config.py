@@ -14,7 +14,7 @@ import dataclasses
 import json
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from lavis.common.errors import UserError
 from lavis.common.registry import registry
@@ -73,7 +73,7 @@ def _checked_merge(where, schema, *layers):
         key = f"{where}.{err.full_key}" if getattr(err, "full_key", None) else where
         message = str(getattr(err, "msg", err)).splitlines()[0]
         owner = getattr(err, "object_type", None)
-        if dataclasses.is_dataclass(owner):
+        if dataclasses.is_dataclass(owner) and isinstance(err, (ConfigKeyError, ConfigAttributeError)):
             valid = ", ".join(f.name for f in dataclasses.fields(owner))
             message += f"; valid keys here: {valid}"
         raise ConfigError(f"config key '{key}': {message}") from None
@@ -128,8 +128,8 @@ def load_yaml(path):
         return OmegaConf.load(path)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except Exception as err:  # yaml syntax errors come in several types
-        raise ConfigError(f"cannot parse config file {path}: {err}") from None
+    except Exception as err:  # yaml syntax errors come in several types, over several lines
+        raise ConfigError(f"cannot parse config file {path}: {' '.join(str(err).split())}") from None
 
 
 def build_model_config(user_model, option_model=None):

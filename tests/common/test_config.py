@@ -4,7 +4,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import lavis  # noqa: F401
-from lavis.common.config import Config, ConfigError
+from lavis.common.config import Config, ConfigError, load_yaml
 
 TINY = "lavis/projects/instruction_tuning/train_tiny.yaml"
 REAL = "lavis/projects/instruction_tuning/train.yaml"
@@ -67,7 +67,18 @@ def test_unknown_nested_key():
 def test_wrong_type_names_the_key():
     with pytest.raises(ConfigError) as err:
         make(TINY, "run.batch_size_train=many")
-    assert "run.batch_size_train" in str(err.value)
+    assert str(err.value) == (
+        "config key 'run.batch_size_train': Value 'many' of type 'str' could not be converted to Integer"
+    )  # a wrong value, not a wrong key: no list of the valid keys
+
+
+def test_a_yaml_syntax_error_is_one_line_naming_the_file_and_place(tmp_path):
+    (tmp_path / "bad.yaml").write_text("model:\n  arch: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_yaml(tmp_path / "bad.yaml")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"cannot parse config file {tmp_path / 'bad.yaml'}: ")
+    assert "line 3, column 1" in message
 
 
 def test_unknown_top_level_section():

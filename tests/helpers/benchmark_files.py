@@ -4,6 +4,8 @@ import base64
 import csv
 import io
 import json
+import random
+import shutil
 
 from PIL import Image
 
@@ -254,3 +256,29 @@ def seed_files(tmp_path):
     write_image(images / "1454426_2591111986.png", RED).rename(images / "1454426_2591111986")
     write_image(images / "2036364_1573532432.png", GREEN).rename(images / "2036364_1573532432")
     return path, images
+
+
+# --- a copy of a benchmark tree with its images shuffled between questions (the blind control) ---
+
+
+def shuffle_images(src, dst, seed=0):
+    """Copy the benchmark files under `src` to `dst` with each folder's images permuted among
+    its files (names kept) and each TSV's base64 `image` column permuted among its rows: every
+    question now comes with another question's image, in the same released format."""
+    rng = random.Random(seed)
+    shutil.copytree(src, dst)
+    for folder in [dst, *(p for p in dst.rglob("*") if p.is_dir())]:
+        images = sorted(p for p in folder.iterdir() if p.suffix in (".png", ".jpg"))
+        contents = [p.read_bytes() for p in images]
+        rng.shuffle(contents)
+        for path, data in zip(images, contents, strict=True):
+            path.write_bytes(data)
+    for path in dst.rglob("*.tsv"):
+        with open(path, encoding="utf-8", newline="") as handle:
+            header, *rows = list(csv.reader(handle, delimiter="\t"))
+        at = header.index("image")
+        column = [row[at] for row in rows]
+        rng.shuffle(column)
+        shuffled = [row[:at] + [image] + row[at + 1 :] for row, image in zip(rows, column, strict=True)]
+        write_tsv(path, [header, *shuffled])
+    return dst
