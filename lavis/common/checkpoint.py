@@ -59,10 +59,16 @@ def load_file(path, map_location="cpu", mmap=False):
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
+        if not _starts_like_a_checkpoint(path):  # random bytes, another format: not a pickle at all
+            raise CheckpointError(
+                f"cannot read {path} (truncated or not a checkpoint?): neither torch's zip nor pickle format"
+            ) from None
+        # torch's message is a page of advice; the line that says why is "WeightsUnpickler error: ..."
+        why = [line.partition("WeightsUnpickler error:")[2].strip() for line in str(err).splitlines()]
+        why = next((w.split(". ")[0] for w in why if w), "weights_only=True rejected it")
         raise CheckpointError(
             f"refusing to load {path}: it holds Python objects beyond tensors and plain containers "
-            f"(weights_only=True rejected it: {str(err).splitlines()[0]}). Re-save it as a plain "
-            "state dict or safetensors from code you trust."
+            f"({why}). Re-save it as a plain state dict or safetensors from code you trust."
         ) from None
     except RuntimeError as err:
         if mmap and _is_legacy_format(path):
@@ -129,6 +135,13 @@ def check_state_fits(state, own, source):
     ]
     if problems:
         raise CheckpointError(f"checkpoint {source} does not fit this model: " + "; ".join(problems))
+
+
+def _starts_like_a_checkpoint(path):
+    """True for a file that opens as torch's zip format or as a pickle (protocol 2 or later)."""
+    with open(path, "rb") as f:
+        start = f.read(4)
+    return start == b"PK\x03\x04" or start[:1] == b"\x80"
 
 
 def _is_legacy_format(path):

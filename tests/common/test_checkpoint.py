@@ -25,7 +25,14 @@ def test_round_trip(tmp_path):
 def test_pickle_payload_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"x": NotATensor()}, path)
-    with pytest.raises(CheckpointError, match="refusing to load .*evil.pth"):
+    with pytest.raises(CheckpointError, match=r"refusing to load .*evil.pth: .* \(Unsupported global: GLOBAL tests.common.test_checkpoint.NotATensor was not an allowed global by default\)\. Re-save"):
+        load_file(path)
+
+
+def test_random_bytes_are_not_a_checkpoint_rather_than_unsafe_objects(tmp_path):
+    path = tmp_path / "random.pth"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(CheckpointError, match=r"^cannot read .*random.pth \(truncated or not a checkpoint\?\): "):
         load_file(path)
 
 
