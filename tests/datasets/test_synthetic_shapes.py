@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lavis.common.utils import DiskFullError
 from lavis.datasets.synthetic import shapes as S
 from lavis.datasets.synthetic.shapes import (
     ANSWERS,
@@ -377,3 +378,11 @@ def test_caption_rows_name_each_train_images_colour_and_shape(small):
         else:
             colour, shape = row["caption"].split("的")
             assert (zh[colour], zh[shape]) == (m["colour"], m["shape"])
+
+
+def test_a_disk_that_fills_up_while_generating_is_one_error_and_redone_next_time(small_tmpfs):
+    root = small_tmpfs("256k") / "shapes"
+    with pytest.raises(DiskFullError, match=rf"^no space left to generate the synthetic set in {root} \("):
+        ensure_shapes_dataset(root, num_train=2000, num_val=8)
+    assert not (root / "manifest.json").exists()  # incomplete: the next call generates it again
+    assert not list(root.glob(".tmp-*"))

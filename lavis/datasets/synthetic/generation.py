@@ -3,7 +3,8 @@
 A set is complete when its `manifest.json` (format version + parameters, written last and
 atomically) matches what is asked and its files are there; otherwise the manifest is removed and
 the set regenerated, so an interrupted generation is redone rather than half-used.  Concurrent
-processes (several ranks) wait on a file lock and generate once.
+processes (several ranks) wait on a file lock and generate once.  A disk that fills up on the
+way is one DiskFullError naming the set's folder (the set stays incomplete and is redone next time).
 """
 
 import contextlib
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lavis.common.utils import atomic_open
+from lavis.common.utils import DiskFullError, atomic_open, free_bytes, is_out_of_space
 
 
 def balanced(rng, items, n: int) -> list:
@@ -68,7 +69,15 @@ def ensure_generated(root, params: dict, format_version: int, files, folder: str
             return root
         (root / "manifest.json").unlink(missing_ok=True)
         start = time.perf_counter()
-        stats = generate(root, params)
+        try:
+            stats = generate(root, params)
+        except (OSError, RuntimeError) as err:
+            if not is_out_of_space(err):
+                raise
+            raise DiskFullError(
+                f"no space left to generate the synthetic set in {root} ({free_bytes(root):,} bytes free); "
+                "free some space or point LAVIS_CACHE_ROOT elsewhere"
+            ) from None
         manifest = {
             "format_version": format_version,
             "params": params,
