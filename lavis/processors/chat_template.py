@@ -48,6 +48,17 @@ def _placeholder(index):
     return f"{_OPEN}{index}{_CLOSE}"
 
 
+def supervised_runs(encoded):
+    """The supervised stretches of `encoded` (an EncodedConversation), each as its token ids."""
+    runs, current = [], []
+    for token, label in zip(encoded.input_ids, encoded.labels):
+        if label == IGNORE_INDEX:
+            runs, current = (runs + [current] if current else runs), []
+        else:
+            current.append(token)
+    return runs + ([current] if current else [])
+
+
 class TemplatePromptBuilder:
     """Conversations -> ids/labels for training and prompts for generation, by the chat template."""
 
@@ -214,13 +225,7 @@ class TemplatePromptBuilder:
         neighbours, or moves it, would otherwise train on the wrong tokens without a word)."""
         replies = [parts[0] for role, parts in self._turns(conversation) if role == "assistant"]
         replies = [r.strip() if self.trims else r for r in replies]
-        runs, current = [], []
-        for token, label in zip(encoded.input_ids, encoded.labels):
-            if label == IGNORE_INDEX:
-                runs, current = (runs + [current] if current else runs), []
-            else:
-                current.append(token)
-        runs += [current] if current else []
+        runs = supervised_runs(encoded)
         if max_len is not None and len(encoded.input_ids) >= max_len:  # truncated: check the whole runs
             runs = runs[:-1]
             replies = replies[: len(runs)]

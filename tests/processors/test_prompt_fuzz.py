@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from lavis.models.llm.llm_tokenizer import load_llm_tokenizer
 from lavis.models.llm.qwen_tiktoken import QwenTokenizer
 from lavis.processors.chat_format import IGNORE_INDEX, IMAGE_SLOT, IMAGE_TOKEN, ChatMLPromptBuilder
-from lavis.processors.chat_template import LabelMismatchError, build_prompt_builder
+from lavis.processors.chat_template import LabelMismatchError, build_prompt_builder, supervised_runs
 
 NQ = 3
 QWEN = QwenTokenizer.from_pretrained("lavis/configs/models/minigpt4qwen/tiny/qwen.tiktoken")
@@ -54,16 +54,6 @@ def check_structure(builder, control, encoded, reference, conversation):
     assert len(labels) == len(ids)
     assert all(label in (IGNORE_INDEX, token) for token, label in zip(ids, labels))
     assert not any(labels[k] != IGNORE_INDEX for k in slots)
-
-
-def supervised_runs(encoded):
-    runs, current = [], []
-    for token, label in zip(encoded.input_ids, encoded.labels):
-        if label == IGNORE_INDEX:
-            runs, current = (runs + [current] if current else runs), []
-        else:
-            current.append(token)
-    return runs + ([current] if current else [])
 
 
 @pytest.mark.parametrize("label_rule", ["original", "assistant"])
