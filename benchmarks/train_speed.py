@@ -130,11 +130,13 @@ CONFIGS = {
         },
     },
 }
-# the real recipe (lavis/projects/instruction_tuning/train.yaml) on the 7b shapes: the LLM in bf16, the
-# ViT with gradient checkpointing, only llm_proj trains, batch 1 (its memory, on a 24 GB card?)
+# the real recipe (lavis/projects/instruction_tuning/train.yaml) on the 7b shapes: the LLM in bf16 (as
+# Qwen-7B-Chat's weights load; `llm_dtype` applies to loaded weights only, so the random ones are cast),
+# the ViT with gradient checkpointing, only llm_proj trains, batch 1 (its memory, on a 24 GB card?)
 CONFIGS["7b-recipe"] = {
     "batch": 1,
-    "options": {**CONFIGS["7b-shape"]["options"], "llm_dtype": "bf16", "use_grad_checkpoint": True},
+    "options": {**CONFIGS["7b-shape"]["options"], "use_grad_checkpoint": True},
+    "llm_bf16": True,
 }
 
 
@@ -145,6 +147,8 @@ def build(name, device, workload="shapes"):
     if workload == "realistic":
         options["max_txt_len"] = REALISTIC_MAX_TXT_LEN  # the original's, for every config (tiny's own is 160)
     model = load_model("minigpt4qwen", "tiny", device=device, cfg_options=options)
+    if CONFIGS[name].get("llm_bf16"):
+        model.llm_model.to(torch.bfloat16)
     # images at the model's own size (the tiny preset's processor would give every config 64 px)
     return model.train(), load_processor("blip_image_eval", {"image_size": model.cfg.image_size})
 
