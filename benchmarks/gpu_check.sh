@@ -40,9 +40,14 @@ export PYTHONUNBUFFERED=1
 START=$SECONDS
 
 missing=$(python3 -c '
-import importlib.util
-print(" ".join(m for m in ("omegaconf", "antlr4", "av", "pytest", "pluggy", "iniconfig", "pygments")
-               if importlib.util.find_spec(m) is None))')
+import importlib
+def importable(name):
+    try:
+        importlib.import_module(name)
+        return True
+    except ImportError:
+        return False
+print(" ".join(m for m in ("omegaconf", "antlr4", "av", "pytest", "pluggy", "iniconfig", "pygments") if not importable(m)))')
 if [ -n "$missing" ]; then
     if ! ls benchmarks/wheels/*.whl >/dev/null 2>&1; then
         echo "missing modules: $missing; and benchmarks/wheels/ holds no wheels (see this script's header)" >&2
@@ -69,7 +74,7 @@ python3 -c 'import sys, torch, transformers; print("python", sys.version.split()
 
 echo "== (a) tests marked cuda"
 mapfile -t CUDA_TESTS < <(find tests -name 'test_*_cuda.py' | sort)
-python3 -m pytest -o addopts="" -p no:cacheprovider -q -ra -m cuda "${CUDA_TESTS[@]}"
+PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python3 -m pytest -o addopts="" -p no:cacheprovider -q -ra -m cuda "${CUDA_TESTS[@]}"
 
 echo "== (b) training speed, bf16, realistic workload (ours, the original's way, ours from cached features)"
 python3 benchmarks/train_speed.py "${SPEED[@]}" --workload realistic --amp bf16 --cached-features --epoch 18800 \

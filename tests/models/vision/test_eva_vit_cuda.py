@@ -15,8 +15,8 @@ def test_fp16_vit_under_autocast_matches_fp32(cuda_device):
     half = load_model("minigpt4qwen", "tiny", device=cuda_device, cfg_options=FROZEN).eval()
     torch.manual_seed(0)
     full = load_model("minigpt4qwen", "tiny", device="cpu", cfg_options=dict(FROZEN, vit_precision="fp32")).eval()
-    if cuda_device == "cuda":  # on the CPU (the dry run) the ViT stays in fp32
-        assert next(half.visual_encoder.parameters()).dtype == torch.float16
+    linears = [m for m in half.visual_encoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.dtype == torch.float16 for m in linears)  # LayerNorms stay fp32
     images = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad(), torch.autocast(torch.device(cuda_device).type, dtype=torch.float16):
         got = half.encode_image(images.to(cuda_device)).float().cpu()
