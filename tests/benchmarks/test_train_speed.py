@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from benchmarks import train_speed  # the repository root is on sys.path (pytest's pythonpath)
 
 
@@ -55,8 +57,15 @@ def test_realistic_generator_hits_the_specified_lengths():
 
 
 def test_realistic_workload_runs_and_prints_its_statistics(capsys):
-    assert train_speed.main(["--workload", "realistic", "--configs", "tiny", "--steps", "1", "--threads", "1"]) == 0
+    argv = ["--workload", "realistic", "--configs", "tiny", "--steps", "1", "--threads", "1", "--batch", "2", "3"]
+    assert train_speed.main([*argv, "--epoch", "1000000"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"realistic workload .*mean [\d.]+, median \d+, p90 \d+; [\d.]+% cut at max_txt_len 256", out)
-    rows = [figures(line) for line in out.splitlines() if re.match(r"\s+(ours|original)\s+[\d.]+ samples/s", line)]
-    assert len(rows) == 2 and all(samples > 0 and 0 < real <= padded for samples, real, padded in rows)
+    assert "== tiny: batch 2," in out and "== tiny: batch 3," in out
+    lines = [line for line in out.splitlines() if re.match(r"\s+(ours|original)\s+[\d.]+ samples/s", line)]
+    assert len(lines) == 4
+    for line in lines:
+        samples, real, padded = figures(line)
+        assert samples > 0 and 0 < real <= padded
+        hours = float(re.search(r"epoch of 1000000 samples: ([\d.]+) h", line).group(1))
+        assert hours == pytest.approx(1e6 / samples / 3600, rel=0.02)
