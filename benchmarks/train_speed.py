@@ -20,8 +20,9 @@ Two workloads:
   (`corpus_lines()`) with a fixed seed, lengths in the config's own tokenizer's tokens; random
   images; max_txt_len 256 for every config. It prints the length statistics of its first 2,000
   samples (tokens per sample with the system prompt and image slots, share cut at max_txt_len).
-  All configs here use the tiny preset's tokenizer, whose chat template costs 45 tokens (Qwen's
-  own vocabulary needs fewer): a sample is about 195 tokens with 32 image slots, not about 178.
+  All configs here use the tiny preset's tokenizer, whose chat template costs 45 tokens: a sample
+  is about 195 tokens with 32 image slots; with Qwen-7B-Chat's own qwen.tiktoken the same
+  generator gives 178 on average (median 178, p90 224, 3 % cut), as the real data has.
 
 Two step implementations:
 
