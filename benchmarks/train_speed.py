@@ -1,13 +1,30 @@
 """Training speed of MiniGPT4Qwen steps, ours against the original's way of computing them.
 
-    python benchmarks/train_speed.py [--configs tiny small] [--steps 10] [--device cpu|cuda] [--amp bf16]
-                                     [--cached-features] [--compile]
+    python benchmarks/train_speed.py [--configs tiny small] [--workload shapes|realistic] [--batch 4 16]
+                                     [--steps 10] [--device cpu|cuda] [--amp bf16] [--cached-features]
+                                     [--compile] [--epoch 18800]
     python benchmarks/train_speed.py --varied-lengths [--configs small]
 
-For each named config it trains `--steps` optimizer steps (after 2 warm-up steps) on the synthetic
-shapes conversations and prints samples/s, tokens/s (real = non-padding, padded = batch x length),
-peak memory (RSS on CPU, CUDA max allocated on GPU) and achieved FLOP/s as a fraction of a
-matrix-product rate measured on the same device and dtype. Two step implementations:
+For each named config (and each `--batch` size, default the config's own) it trains `--steps`
+optimizer steps (after 2 warm-up steps) and prints samples/s, tokens/s (real = non-padding,
+padded = batch x length), peak memory (RSS on CPU, CUDA max allocated on GPU), achieved FLOP/s
+as a fraction of a matrix-product rate measured on the same device and dtype (2048^3 on CPU,
+8192^3 on a GPU) and, with `--epoch N`, the hours an epoch of N samples takes at that rate.
+Two workloads:
+
+* shapes (the default): the synthetic shapes conversations, whose answers are a few tokens long;
+* realistic: single-turn samples shaped like the MiniGPT-4 + LLaVA instruction data (the real
+  recipe's 18.8k): `<Img><ImageHere></Img> ` + a question of 10-30 tokens, answers 40 %
+  MiniGPT-4-style (uniformly 80-150 tokens) and 60 % LLaVA-style (log-normal, median 80, sigma
+  0.5, clipped to 30-200), English and Chinese in turn, made from the shapes corpus's sentences
+  (`corpus_lines()`) with a fixed seed, lengths in the config's own tokenizer's tokens; random
+  images; max_txt_len 256 for every config. It prints the length statistics of its first 2,000
+  samples (tokens per sample with the system prompt and image slots, share cut at max_txt_len).
+  All configs here use the tiny preset's tokenizer, whose chat template costs 45 tokens: a sample
+  is about 195 tokens with 32 image slots; with Qwen-7B-Chat's own qwen.tiktoken the same
+  generator gives 178 on average (median 178, p90 224, 3 % cut), as the real data has.
+
+Two step implementations:
 
 * ours: `model(samples)`: batches padded to their longest sample, the LM head and loss only at
   labelled positions;
@@ -19,15 +36,17 @@ our step when the frozen image side's outputs come from a cache (`run.use_cached
 precomputed in memory here, the precomputation timed apart), so only llm_proj and the LLM run;
 configs whose image side trains (tiny) have no cache and skip it. `--compile` compiles the LLM's
 decoder layers first (as `run.compile: true` does; compilation falls in the 2 warm-up steps).
-`--varied-lengths` gives the answers a spread of lengths like LLaVA's (each answer repeated 1 to
-60 times) and times our step on the same samples in random batches and in length-grouped ones
-(`run.group_by_length`: `lavis/runners/samplers.py`). Configs:
+`--varied-lengths` (shapes workload) gives the answers a spread of lengths like LLaVA's (each
+answer repeated 1 to 60 times) and times our step on the same samples in random batches and in
+length-grouped ones (`run.group_by_length`: `lavis/runners/samplers.py`). Configs:
 
 * tiny: the embedded default (everything trains), batch 32;
 * small: ViT 256x6 at 224 px, Q-former 256x2, Qwen-style LLM 512x4 with the real vocabulary size
   (151,936 rows), batch 4, max_txt_len 256, only llm_proj trains;
 * 7b-shape: EVA-ViT-G + Q-former 768x12 + a Qwen-7B-shaped LLM with random weights, batch 4, bf16
-  (a GPU with about 40 GB or more).
+  (a GPU with about 40 GB or more);
+* 7b-recipe: 7b-shape as the real recipe trains it (`lavis/projects/instruction_tuning/train.yaml`):
+  the LLM's weights in bf16, the ViT with gradient checkpointing, batch 1 (fits a 24 GB card?).
 
 FLOPs are estimated from parameter counts over the tokens each step really computes (padded
 tokens; the LM head only where it runs): 2 x params x tokens for every forward matmul, as much
@@ -36,8 +55,12 @@ tokens for weight gradients (embedding lookups and attention scores are left out
 """
 
 import argparse
+import math
 import os
+import random
+import re
 import resource
+import statistics
 import sys
 import time
 
@@ -48,7 +71,7 @@ sys.path.insert(0, REPO)
 
 from lavis.common.utils import get_cache_path  # noqa: E402  (after the repository root is on sys.path)
 from lavis.datasets.datasets.instruction_dataset import InstructionDataset  # noqa: E402
-from lavis.datasets.synthetic.shapes import ensure_shapes_dataset  # noqa: E402
+from lavis.datasets.synthetic.shapes import corpus_lines, ensure_shapes_dataset  # noqa: E402
 from lavis.models import load_model  # noqa: E402
 from lavis.processors import load_processor  # noqa: E402
 from lavis.runners.compile import compile_llm_layers  # noqa: E402
@@ -108,12 +131,25 @@ CONFIGS = {
         },
     },
 }
+# the real recipe (lavis/projects/instruction_tuning/train.yaml) on the 7b shapes: the LLM in bf16 (as
+# Qwen-7B-Chat's weights load; `llm_dtype` applies to loaded weights only, so the random ones are cast),
+# the ViT with gradient checkpointing, only llm_proj trains, batch 1 (its memory, on a 24 GB card?)
+CONFIGS["7b-recipe"] = {
+    "batch": 1,
+    "options": {**CONFIGS["7b-shape"]["options"], "use_grad_checkpoint": True},
+    "llm_bf16": True,
+}
 
 
-def build(name, device):
+def build(name, device, workload="shapes"):
 
     torch.manual_seed(0)
-    model = load_model("minigpt4qwen", "tiny", device=device, cfg_options=CONFIGS[name]["options"])
+    options = dict(CONFIGS[name]["options"])
+    if workload == "realistic":
+        options["max_txt_len"] = REALISTIC_MAX_TXT_LEN  # the original's, for every config (tiny's own is 160)
+    model = load_model("minigpt4qwen", "tiny", device=device, cfg_options=options)
+    if CONFIGS[name].get("llm_bf16"):
+        model.llm_model.to(torch.bfloat16)
     # images at the model's own size (the tiny preset's processor would give every config 64 px)
     return model.train(), load_processor("blip_image_eval", {"image_size": model.cfg.image_size})
 
@@ -126,6 +162,92 @@ def batches(model, processor, batch_size, count):
         processor, load_processor("base_instruction"), str(root / "image"), [str(root / "train.json")]
     )
     return [InstructionDataset.collater([dataset[i * batch_size + j] for j in range(batch_size)]) for i in range(count)]
+
+
+REALISTIC_MAX_TXT_LEN = 256
+REALISTIC_STATS_SAMPLES = 2000  # the length statistics are printed over this many samples of the stream
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def realistic_corpus():
+    """{"en": [...], "zh": [...]}: the shapes corpus's plain sentences (no image marks), by language."""
+    lines = [line for line in corpus_lines() if "<" not in line and len(line) > 3]
+    return {"en": [x for x in lines if not _CJK.search(x)], "zh": [x for x in lines if _CJK.search(x)]}
+
+
+def text_of_tokens(rng, tokenizer, lines, lang, n):
+    """Random corpus sentences cut to about `n` tokens of `tokenizer` (the longest prefix of at most `n`)."""
+    joiner = " " if lang == "en" else ""
+    text = rng.choice(lines)
+    while len(tokenizer.encode_text(text)) < n:
+        text += joiner + rng.choice(lines)
+    lo, hi = 1, len(text)  # the longest character prefix whose token count is at most n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if len(tokenizer.encode_text(text[:mid])) <= n else (lo, mid - 1)
+    return text[:lo].strip()
+
+
+def realistic_conversations(tokenizer, count, seed=0):
+    """`count` single-turn samples shaped like the MiniGPT-4 + LLaVA instruction data (the 18.8k of
+    the real recipe): a user turn `<Img><ImageHere></Img> ` + a question of 10-30 tokens; 40 % of the
+    answers MiniGPT-4-style (uniformly 80-150 tokens), 60 % LLaVA-style (log-normal, median 80,
+    sigma 0.5, clipped to 30-200); English and Chinese in turn. Lengths in `tokenizer`'s tokens.
+    Returns [{"conversations", "style", "lang", "answer_tokens"}], the same for the same seed."""
+    rng = random.Random(seed)
+    corpus = realistic_corpus()
+    out = []
+    for i in range(count):
+        lang = ("en", "zh")[i % 2]
+        question = text_of_tokens(rng, tokenizer, corpus[lang], lang, rng.randint(10, 30))
+        if rng.random() < 0.4:
+            style, n = "minigpt4", rng.randint(80, 150)
+        else:
+            style, n = "llava", min(max(round(rng.lognormvariate(math.log(80), 0.5)), 30), 200)
+        answer = text_of_tokens(rng, tokenizer, corpus[lang], lang, n)
+        conversation = [
+            {"from": "user", "value": "<Img><ImageHere></Img> " + question},
+            {"from": "assistant", "value": answer},
+        ]
+        out.append({"conversations": conversation, "style": style, "lang": lang, "answer_tokens": n})
+    return out
+
+
+def length_statistics(model, samples):
+    """Tokens per sample as the model encodes them (system prompt and image slots included)."""
+    full = [len(model.prompt.encode_conversation(s["conversations"]).input_ids) for s in samples]
+    kept = sorted(min(n, model.max_txt_len) for n in full)
+    answers = {style: [s["answer_tokens"] for s in samples if s["style"] == style] for style in ("minigpt4", "llava")}
+    return {
+        "samples": len(samples),
+        "mean": statistics.fmean(kept),
+        "median": statistics.median(kept),
+        "p90": kept[int(0.9 * (len(kept) - 1))],
+        "truncated": sum(n > model.max_txt_len for n in full) / len(full),
+        "minigpt4_share": len(answers["minigpt4"]) / len(samples),
+        "minigpt4_median": statistics.median(answers["minigpt4"]),
+        "llava_median": statistics.median(answers["llava"]),
+        "chinese_share": sum(s["lang"] == "zh" for s in samples) / len(samples),
+    }
+
+
+def realistic_batches(model, batch_size, count, seed=0):
+    """`count` batches of realistic samples (the stream's first ones), random images at the model's
+    size; prints the length statistics of the stream's first REALISTIC_STATS_SAMPLES samples."""
+    pool = realistic_conversations(model.llm_tokenizer, max(REALISTIC_STATS_SAMPLES, batch_size * count), seed)
+    st = length_statistics(model, pool[:REALISTIC_STATS_SAMPLES])
+    print(
+        f"   realistic workload (seed {seed}, {st['samples']} samples): answers {st['minigpt4_share']:.0%} "
+        f"MiniGPT-4-style (median {st['minigpt4_median']:.0f} tokens), {1 - st['minigpt4_share']:.0%} LLaVA-style "
+        f"(median {st['llava_median']:.0f}), {st['chinese_share']:.0%} Chinese; tokens per sample with the system "
+        f"prompt and {model.num_query_token} image slots: mean {st['mean']:.1f}, median {st['median']:.0f}, "
+        f"p90 {st['p90']}; {st['truncated']:.1%} cut at max_txt_len {model.max_txt_len}"
+    )
+    images = torch.randn(
+        batch_size * count, 3, model.cfg.image_size, model.cfg.image_size, generator=torch.Generator().manual_seed(seed)
+    )
+    samples = [{"image": images[i], "conversations": pool[i]["conversations"]} for i in range(batch_size * count)]
+    return [_collate(samples[k : k + batch_size]) for k in range(0, len(samples), batch_size)]
 
 
 def varied_length_batches(model, processor, batch_size, count, seed=0):
@@ -181,6 +303,9 @@ def token_counts(model, batch):
     """(real tokens, tokens after padding to the batch's longest sample), counted outside the timing."""
     lengths = [len(model.prompt.encode_conversation(c, model.max_txt_len).input_ids) for c in batch["conversations"]]
     return sum(lengths), max(lengths) * len(lengths)
+
+
+MATMUL_SIZE = {"cpu": 2048, "cuda": 8192}  # a 2048^3 product takes a GPU too short a time to reach its rate
 
 
 def matmul_rate(device, dtype, n=2048, reps=10):
@@ -273,6 +398,8 @@ def cached_batches(model, data, device):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["tiny", "small"], choices=list(CONFIGS))
+    parser.add_argument("--workload", choices=["shapes", "realistic"], default="shapes")
+    parser.add_argument("--batch", nargs="+", type=int, help="batch sizes to time (default: each config's own)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", choices=["none", "bf16"], default="none")
@@ -286,71 +413,81 @@ def main(argv=None):
         action="store_true",
         help="our step on long-tailed lengths: random vs length-grouped batches",
     )
+    parser.add_argument("--epoch", type=int, default=0, help="print how long an epoch of this many samples takes")
     args = parser.parse_args(argv)
+    if args.varied_lengths and args.workload != "shapes":
+        parser.error("--varied-lengths spreads the shapes conversations' lengths: use it with --workload shapes")
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if args.amp == "bf16" else torch.float32
-    rate = matmul_rate(args.device, dtype)
+    size = MATMUL_SIZE[torch.device(args.device).type]
+    rate = matmul_rate(args.device, dtype, size)
     print(
-        f"device {args.device}, {torch.get_num_threads()} CPU threads, amp {args.amp}, compile {args.compile}; "
-        f"measured {dtype} 2048^3 matmul rate: {rate / 1e9:.1f} GFLOP/s"
+        f"device {args.device}, {torch.get_num_threads()} CPU threads, amp {args.amp}, compile {args.compile}, "
+        f"workload {args.workload}; measured {dtype} {size}^3 matmul rate: {rate / 1e9:.1f} GFLOP/s"
     )
     for name in args.configs:
-        model, processor = build(name, args.device)
+        model, processor = build(name, args.device, args.workload)
         if args.compile:
             compile_llm_layers(model, True, args.device)
-        data = batches(model, processor, CONFIGS[name]["batch"], args.steps + 2)
-        print(
-            f"\n== {name}: batch {CONFIGS[name]['batch']}, {args.steps} steps, "
-            f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters "
-            f"({sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M trainable)"
-        )
-        results = {}
-        if args.varied_lengths:
-            random_batches, grouped = varied_length_batches(model, processor, CONFIGS[name]["batch"], args.steps)
-            warmup = random_batches[:2]  # the same 2 warm-up steps before each, then all the samples timed
-            for label, batches_ in (("random", warmup + random_batches), ("grouped", warmup + grouped)):
-                seconds, samples, real, padded, memory, flops = measure(
-                    name, model, batches_, our_step_loss, False, args.device, args.amp
-                )
-                results[label] = seconds
-                print(
-                    f"   {label:9s} {samples / seconds:8.2f} samples/s  {real / seconds:9.0f} real tok/s  "
-                    f"{padded / seconds:9.0f} padded tok/s  padding {padded / real - 1:.0%} of real tokens  {memory}"
-                )
-            print(
-                f"   length-grouped batches are {results['random'] / results['grouped']:.2f}x faster on the "
-                "same samples"
-            )
-            continue
-        runs = [("ours", our_step_loss, False, data), ("original", original_step_loss, True, data)]
-        if args.cached_features and image_side_frozen(model):
-            cached, seconds = cached_batches(model, data, args.device)
-            images = sum(len(b["image"]) for b in data)
-            print(
-                f"   cache: {images} images through ViT + Q-former in {seconds:.2f} s ({images / seconds:.1f} "
-                "images/s), once"
-            )
-            runs.append(("cached", our_step_loss, False, cached))
-        elif args.cached_features:
-            print("   cached: skipped (the image side trains in this config: nothing to cache)")
-        for label, step, pads_to_max, batches_ in runs:
+        for batch_size in args.batch or [CONFIGS[name]["batch"]]:
+            time_config(args, name, model, processor, batch_size, rate)
+    return 0
+
+
+def time_config(args, name, model, processor, batch_size, rate):
+    """Print the rows of one config at one batch size."""
+    if args.workload == "realistic":
+        data = realistic_batches(model, batch_size, args.steps + 2)
+    else:
+        data = batches(model, processor, batch_size, args.steps + 2)
+    print(
+        f"\n== {name}: batch {batch_size}, {args.steps} steps, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters "
+        f"({sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M trainable)"
+    )
+    results = {}
+    if args.varied_lengths:
+        random_batches, grouped = varied_length_batches(model, processor, batch_size, args.steps)
+        warmup = random_batches[:2]  # the same 2 warm-up steps before each, then all the samples timed
+        for label, batches_ in (("random", warmup + random_batches), ("grouped", warmup + grouped)):
             seconds, samples, real, padded, memory, flops = measure(
-                name, model, [dict(b) for b in batches_], step, pads_to_max, args.device, args.amp
+                name, model, batches_, our_step_loss, False, args.device, args.amp
             )
             results[label] = seconds
             print(
                 f"   {label:9s} {samples / seconds:8.2f} samples/s  {real / seconds:9.0f} real tok/s  "
-                f"{padded / seconds:9.0f} padded tok/s  {memory}  {flops / 1e9:7.1f} GFLOP/s = "
-                f"{flops / rate:.1%} of matmul rate"
+                f"{padded / seconds:9.0f} padded tok/s  padding {padded / real - 1:.0%} of real tokens  {memory}"
             )
-        print(f"   ours is {results['original'] / results['ours']:.2f}x faster than the original's step")
-        if "cached" in results:
-            print(
-                f"   ours from cached features is {results['ours'] / results['cached']:.2f}x faster than ours "
-                "from images"
-            )
-    return 0
+        print(f"   length-grouped batches are {results['random'] / results['grouped']:.2f}x faster on the same samples")
+        return
+    runs = [("ours", our_step_loss, False, data), ("original", original_step_loss, True, data)]
+    if args.cached_features and image_side_frozen(model):
+        cached, seconds = cached_batches(model, data, args.device)
+        images = sum(len(b["image"]) for b in data)
+        print(
+            f"   cache: {images} images through ViT + Q-former in {seconds:.2f} s ({images / seconds:.1f} "
+            "images/s), once"
+        )
+        runs.append(("cached", our_step_loss, False, cached))
+    elif args.cached_features:
+        print("   cached: skipped (the image side trains in this config: nothing to cache)")
+    for label, step, pads_to_max, batches_ in runs:
+        seconds, samples, real, padded, memory, flops = measure(
+            name, model, [dict(b) for b in batches_], step, pads_to_max, args.device, args.amp
+        )
+        results[label] = seconds
+        epoch = f"  epoch of {args.epoch} samples: {args.epoch * seconds / samples / 3600:.2f} h" if args.epoch else ""
+        print(
+            f"   {label:9s} {samples / seconds:8.2f} samples/s  {real / seconds:9.0f} real tok/s  "
+            f"{padded / seconds:9.0f} padded tok/s  {memory}  {flops / 1e9:7.1f} GFLOP/s = "
+            f"{flops / rate:.1%} of matmul rate{epoch}"
+        )
+    print(f"   ours is {results['original'] / results['ours']:.2f}x faster than the original's step")
+    if "cached" in results:
+        print(
+            f"   ours from cached features is {results['ours'] / results['cached']:.2f}x faster than ours from images"
+        )
 
 
 if __name__ == "__main__":

@@ -45,6 +45,18 @@ def moving_root(tmp_path_factory):
 
 
 @pytest.fixture
+def cuda_device():
+    """The device of the tests marked `cuda`: "cuda"; without a GPU they skip, except under
+    `benchmarks/gpu_check.sh --dry-run` (GPU_CHECK_DRY_RUN=1), which runs them on the CPU so that
+    the check is known to start."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if os.environ.get("GPU_CHECK_DRY_RUN") == "1":
+        return "cpu"
+    pytest.skip("needs a CUDA GPU")
+
+
+@pytest.fixture
 def tiny_model():
     torch.manual_seed(0)
     return load_model("minigpt4qwen", "tiny")

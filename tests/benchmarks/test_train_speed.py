@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from benchmarks import train_speed  # the repository root is on sys.path (pytest's pythonpath)
 
 
@@ -33,3 +35,37 @@ def test_varied_lengths_groups_the_same_samples_with_less_padding(capsys):
     }
     assert set(padding) == {"random", "grouped"} and padding["grouped"] < padding["random"]
     assert "length-grouped batches are" in out
+
+
+def test_realistic_generator_hits_the_specified_lengths():
+    model, _ = train_speed.build("tiny", "cpu", "realistic")
+    samples = train_speed.realistic_conversations(model.llm_tokenizer, 2000, seed=0)
+    stats = train_speed.length_statistics(model, samples)
+    assert 0.37 <= stats["minigpt4_share"] <= 0.43 and stats["chinese_share"] == 0.5
+    assert 105 <= stats["minigpt4_median"] <= 125 and 72 <= stats["llava_median"] <= 88
+    # the answers and questions have the lengths drawn for them, within a token, in the model's tokenizer
+    tok = model.llm_tokenizer
+    for s in samples[:200]:
+        question, answer = (m["value"] for m in s["conversations"])
+        assert question.startswith("<Img><ImageHere></Img> ")
+        assert 9 <= len(tok.encode_text(question.removeprefix("<Img><ImageHere></Img> "))) <= 30
+        assert s["answer_tokens"] - 2 <= len(tok.encode_text(answer)) <= s["answer_tokens"]
+    # tiny: 8 image slots and a 45-token template; answers ~100 and questions ~20 tokens on average
+    assert 160 <= stats["mean"] <= 185 and stats["median"] <= stats["p90"] <= 256
+    assert 0 < stats["truncated"] < 0.1
+    assert train_speed.realistic_conversations(model.llm_tokenizer, 5, seed=0) == samples[:5]
+
+
+def test_realistic_workload_runs_and_prints_its_statistics(capsys):
+    argv = ["--workload", "realistic", "--configs", "tiny", "--steps", "1", "--threads", "1", "--batch", "2", "3"]
+    assert train_speed.main([*argv, "--epoch", "1000000"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"realistic workload .*mean [\d.]+, median \d+, p90 \d+; [\d.]+% cut at max_txt_len 256", out)
+    assert "== tiny: batch 2," in out and "== tiny: batch 3," in out
+    lines = [line for line in out.splitlines() if re.match(r"\s+(ours|original)\s+[\d.]+ samples/s", line)]
+    assert len(lines) == 4
+    for line in lines:
+        samples, real, padded = figures(line)
+        assert samples > 0 and 0 < real <= padded
+        hours = float(re.search(r"epoch of 1000000 samples: ([\d.]+) h", line).group(1))
+        assert hours == pytest.approx(1e6 / samples / 3600, rel=0.02)

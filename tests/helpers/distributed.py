@@ -55,6 +55,11 @@ def write_config(shapes_root, tmp_path):
     return path
 
 
+def python_path():
+    """The repository first, then what the caller's PYTHONPATH holds (gpu_check.sh's carried wheels)."""
+    return os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
+
+
 def torchrun(cfg_path, *options, nproc=2, timeout=300):
     cmd = [
         sys.executable,
@@ -68,13 +73,13 @@ def torchrun(cfg_path, *options, nproc=2, timeout=300):
         "--options",
         *options,
     ]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=python_path())
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def single(script, cfg_path, *options, timeout=300):
     cmd = [sys.executable, "-c", script, "--cfg-path", str(cfg_path), "--options", *options]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=python_path())
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 

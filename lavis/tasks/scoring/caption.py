@@ -8,16 +8,12 @@ Both sides go through the PTB tokenizer first (lowercased, punctuation removed),
 caption evaluation does.  SPICE is left out: it downloads Stanford CoreNLP models at first use.
 The tokenizer and METEOR run Java.  The values are pycocoevalcap's own (fractions: CIDEr 1.17 is
 the "117" papers print).  The tokenizer and METEOR are English tools: a Chinese caption is not
-segmented into words, so its scores are not comparable to English ones.
+segmented into words, so its scores are not comparable to English ones.  pycocoevalcap (about
+100 MB with its Java jars) is imported when captions are scored, not with `lavis`: training runs
+where it is not installed (benchmarks/gpu_check.sh's machine).
 """
 
 import shutil
-
-from pycocoevalcap.bleu.bleu import Bleu
-from pycocoevalcap.cider.cider import Cider
-from pycocoevalcap.meteor.meteor import Meteor
-from pycocoevalcap.rouge.rouge import Rouge
-from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from lavis.common.errors import UserError
 
@@ -36,6 +32,8 @@ def require_java():
 def tokenize(captions):
     """{image_id: [caption, ...]} -> {image_id: [tokenised caption, ...]} with the PTB tokenizer."""
     require_java()
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
     return PTBTokenizer().tokenize({key: [{"caption": str(text)} for text in texts] for key, texts in captions.items()})
 
 
@@ -56,6 +54,11 @@ def caption_scores(predictions, references):
     if empty:
         raise ValueError(f"{len(empty)} image(s) have no reference caption, e.g. {empty[0]!r}")
     require_java()
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
+
     keys = list(references)
     gts = tokenize({key: references[key] for key in keys})
     res = tokenize({key: [predictions[key]] for key in keys})
