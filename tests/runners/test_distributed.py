@@ -154,7 +154,7 @@ def test_one_rank_failing_stops_every_rank_with_one_message(shapes_root, tmp_pat
     elapsed = time.time() - started
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: rank")]
-    assert errors and errors[0].startswith("error: rank 0: NotADirectoryError"), proc.stderr[-4000:]
+    assert errors and errors[0].startswith("error: rank 0: run.output_dir: cannot make the folder"), proc.stderr[-4000:]
     assert str(blocker) in errors[0]
     assert elapsed < 60, elapsed
     assert blocker.read_text() == "not a folder"
