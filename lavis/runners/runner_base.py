@@ -385,6 +385,7 @@ class RunnerBase:
                     self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
             lr = self.optimizer.param_groups[0]["lr"]
+            counted = "num_tokens" in extras  # before the distributed branch drops the per-rank counts
             counts = [extras.get("num_tokens", 0), extras.get("num_padded_tokens", 0)]
             if self.distributed:  # the mean over ranks, the loss whose gradient the step uses
                 value, *counts = dist_utils.all_reduce_mean([loss.item(), *counts])
@@ -395,7 +396,7 @@ class RunnerBase:
             losses.append(value)
             meter.add(value, *counts)
             supervised += counts[0]
-            if "num_tokens" in extras and supervised == 0 and i - start_iter + 1 == min(_NO_LABELS_AFTER, len(loader)):
+            if counted and supervised == 0 and i - start_iter + 1 == min(_NO_LABELS_AFTER, len(loader)):
                 raise ConfigError(
                     f"no supervised token in the first {i - start_iter + 1} micro-batches: every answer was cut "
                     f"off by model.max_txt_len = {self.config.model_cfg.max_txt_len} tokens (or the answers are "
