@@ -13,7 +13,6 @@ import logging
 import os
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lavis.common.checkpoint import CheckpointError, latest_epoch_checkpoint
@@ -22,6 +21,7 @@ from lavis.common.generation import check_generate_kwargs
 from lavis.common.registry import registry
 from lavis.common.utils import resolve_path
 from lavis.models.base_model import BaseModel
+from lavis.models.llm.head_loss import CHUNK_ELEMENTS, head_loss
 from lavis.models.llm.hf_llm import build_language_model
 from lavis.models.llm.llm_tokenizer import load_llm_tokenizer
 from lavis.models.minigpt4qwen import checkpoint_keys
@@ -89,6 +89,8 @@ class MiniGPT4Qwen(BaseModel):
         self.cfg = cfg
         self.num_query_token = cfg.num_query_token
         self.max_txt_len = cfg.max_txt_len
+        #: logits per chunk of the head + loss (lavis/models/llm/head_loss.py); 0 computes them at once
+        self.loss_chunk_elements = CHUNK_ELEMENTS
         if cfg.qformer_text_input:
             raise ValueError(
                 "model.qformer_text_input: True is not supported (MiniGPT4Qwen uses no Q-former text input)"
@@ -275,11 +277,10 @@ class MiniGPT4Qwen(BaseModel):
         targets = labels[:, 1:]
         selected = targets != IGNORE_INDEX
         num_tokens = int(selected.sum())
-        logits = self.llm_model.get_output_embeddings()(hidden[:, :-1][selected])
+        head = self.llm_model.get_output_embeddings()
         cap = getattr(self.llm_model.config, "final_logit_softcapping", None)
-        if cap:  # Gemma 2: as its own forward does after the output layer
-            logits = torch.tanh(logits / cap) * cap
-        loss = F.cross_entropy(logits.float(), targets[selected], reduction="sum") / max(num_tokens, 1)
+        loss = head_loss(hidden[:, :-1][selected], head, targets[selected], cap, self.loss_chunk_elements)
+        loss = loss / max(num_tokens, 1)
         if image_embeds is None and torch.is_grad_enabled():
             loss = loss + self._image_side_anchor()
         return {"loss": loss, "num_tokens": num_tokens, "num_padded_tokens": input_ids.numel()}

@@ -308,3 +308,32 @@ def test_finetuned_may_name_a_runs_output_folder(tmp_path):
     )
     with pytest.raises(CheckpointError, match=rf"does not fit this model: shape mismatches {mismatches}"):
         load_model("minigpt4qwen", "tiny", cfg_options={"load_finetuned": True, "finetuned": str(tmp_path / "other")})
+
+
+def test_chunked_head_loss_gives_the_loss_and_gradients_of_the_whole_head():
+    """The tiny default trains everything, the LM head included: every gradient equal in fp32."""
+
+    def run(chunk_elements):
+        torch.manual_seed(0)
+        model = load_model("minigpt4qwen", "tiny")
+        model.train()
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        model.loss_chunk_elements = chunk_elements
+        convs = [conv(), conv("<ImageHere> 图中是什么形状？", "三角形，在图的中间")]
+        loss = model({"image": images(2), "conversations": convs})["loss"]
+        loss.backward()
+        return model, loss
+
+    whole, whole_loss = run(0)
+    vocab = whole.llm_model.get_output_embeddings().weight.shape[0]
+    chunked, chunked_loss = run(3 * vocab)  # 3 labelled positions per chunk
+    assert chunked_loss.item() == pytest.approx(whole_loss.item(), abs=1e-5)
+    grads = dict(whole.named_parameters())
+    checked = 0
+    for name, p in chunked.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, grads[name].grad, rtol=1e-5, atol=1e-6, msg=name)
+            checked += 1
+    assert chunked.llm_model.get_output_embeddings().weight.grad is not None and checked > 20

@@ -1,0 +1,75 @@
+"""The LM head and cross-entropy at the labelled positions, in chunks: the training loss's last step.
+
+`MiniGPT4Qwen.forward` hands the decoder's hidden states at the labelled positions here.  With a
+vocabulary of 151,936 words the logits of a batch (labelled positions x vocabulary, in fp32 for
+the loss) are the step's largest tensor: 8 samples of 130 labelled tokens are 630 MB, kept for
+backward, plus their gradient.  `head_loss` computes them a chunk of positions at a time and
+turns each chunk into its loss and its gradients at once (softmax minus the one-hot target,
+multiplied back through the head), so only one chunk's logits ever exist and backward only
+scales the stored gradients.  Hand-written because torch has no fused linear + cross-entropy
+(Liger-Kernel's is Triton-only, for GPUs); the matmuls run in the autocast dtype as the plain
+path's do, the softmax and the loss in fp32.
+
+Heads that are not a plain `nn.Linear` without bias (LoRA- or FSDP-wrapped, Gemma's logit
+soft-capping) take the plain path: the whole head, then `F.cross_entropy`.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: logits elements per chunk (2^25: 128 MiB in fp32; 220 positions of a 151,936-word vocabulary)
+CHUNK_ELEMENTS = 2**25
+
+
+def head_loss(hidden, head, targets, softcap=None, chunk_elements=CHUNK_ELEMENTS):
+    """Summed cross-entropy of `head(hidden)` against `targets`: hidden (N, H), targets (N,)."""
+    fused = type(head) is nn.Linear and head.bias is None and not softcap and chunk_elements > 0
+    if not fused:
+        logits = head(hidden)
+        if softcap:  # Gemma 2: as its own forward does after the output layer
+            logits = torch.tanh(logits / softcap) * softcap
+        return F.cross_entropy(logits.float(), targets, reduction="sum")
+    device = hidden.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+    rows = max(1, chunk_elements // head.weight.shape[0])
+    with torch.autocast(device, enabled=False):
+        return _ChunkedHeadLoss.apply(hidden, head.weight, targets, rows, dtype)
+
+
+class _ChunkedHeadLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, rows, dtype):
+        need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        w = weight.to(dtype)
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
+        for start in range(0, hidden.shape[0], rows):
+            h = hidden[start : start + rows].to(dtype)
+            t = targets[start : start + rows]
+            logits = (h @ w.t()).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            if not (need_hidden or need_weight):
+                continue
+            # d(summed loss)/d(logits) = softmax - one-hot, computed in place over the logits
+            grad = logits.sub_(lse[:, None]).exp_()
+            grad[torch.arange(t.shape[0], device=t.device), t] -= 1.0
+            grad = grad.to(dtype)
+            if need_hidden:
+                grad_hidden[start : start + rows] = grad @ w
+            if need_weight:
+                grad_weight += (grad.t() @ h).float()
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.weight_dtype = weight.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        if grad_hidden is not None:
+            grad_hidden = grad_hidden * grad_output.to(grad_hidden.dtype)
+        if grad_weight is not None:
+            grad_weight = (grad_weight * grad_output).to(ctx.weight_dtype)
+        return grad_hidden, grad_weight, None, None, None
