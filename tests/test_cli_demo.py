@@ -72,13 +72,14 @@ def interrupt_while_streaming(child, tries=5):
         child.expect_exact("MiniGPT4Qwen: ")
         child.expect(r"\S")  # the first streamed characters
         os.kill(child.pid, signal.SIGSTOP)
-        written = ""
+        written = ""  # what the child wrote up to its stop: pexpect's unmatched rest + the pty's
         try:
             while True:
                 written += child.read_nonblocking(4096, timeout=0.5)
         except pexpect.TIMEOUT:
             pass
-        if "\n" in written:  # the answer ended before the child stopped
+        child.buffer += written  # read around pexpect's expect: handed back to it
+        if "\n" in child.buffer:  # the answer ended before the child stopped
             os.kill(child.pid, signal.SIGCONT)
             child.expect_exact(PROMPT)
             command(child, ":clh", "[INFO] 1 turn(s) of history cleared")
