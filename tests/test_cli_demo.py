@@ -66,7 +66,7 @@ def interrupt_while_streaming(child, tries=5):
     may see the first characters only after the child has streamed its whole answer (and a
     Ctrl-C at the prompt exits the CLI), so the child is stopped (SIGSTOP) first: if what it
     wrote up to then holds the answer's end, it is let go and asked again; otherwise Ctrl-C
-    is pressed while it is stopped mid-answer and lands in the generation when it goes on."""
+    (its SIGINT) is sent while it is stopped mid-answer and lands in the generation when it goes on."""
     for _ in range(tries):
         child.sendline(LONG_QUESTION)
         child.expect_exact("MiniGPT4Qwen: ")
@@ -85,7 +85,9 @@ def interrupt_while_streaming(child, tries=5):
             command(child, ":clh", "[INFO] 1 turn(s) of history cleared")
             continue
         interrupted_at = time.monotonic()
-        child.sendintr()
+        # SIGINT itself, as Ctrl-C sends it: the pty's Ctrl-C character turns into the signal
+        # asynchronously, possibly after SIGCONT, when the child may already be done
+        os.kill(child.pid, signal.SIGINT)
         os.kill(child.pid, signal.SIGCONT)
         child.expect_exact("[INFO] answer interrupted (not kept in the history)", timeout=15)
         child.expect_exact(PROMPT)
