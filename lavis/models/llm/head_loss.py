@@ -33,14 +33,16 @@ def head_loss(hidden, head, targets, softcap=None, chunk_elements=CHUNK_ELEMENTS
     device = hidden.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
     rows = max(1, chunk_elements // head.weight.shape[0])
+    # inside an autograd.Function's forward grad mode is always off and needs_input_grad ignores
+    # it, so whether gradients are wanted (not under torch.no_grad) is read here
     with torch.autocast(device, enabled=False):
-        return _ChunkedHeadLoss.apply(hidden, head.weight, targets, rows, dtype)
+        return _ChunkedHeadLoss.apply(hidden, head.weight, targets, rows, dtype, torch.is_grad_enabled())
 
 
 class _ChunkedHeadLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, rows, dtype):
-        need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    def forward(ctx, hidden, weight, targets, rows, dtype, grad_enabled):
+        need_hidden, need_weight = grad_enabled and ctx.needs_input_grad[0], grad_enabled and ctx.needs_input_grad[1]
         w = weight.to(dtype)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
@@ -72,4 +74,4 @@ class _ChunkedHeadLoss(torch.autograd.Function):
             grad_hidden = grad_hidden * grad_output.to(grad_hidden.dtype)
         if grad_weight is not None:
             grad_weight = (grad_weight * grad_output).to(ctx.weight_dtype)
-        return grad_hidden, grad_weight, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None

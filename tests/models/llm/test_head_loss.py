@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from lavis.models.llm.head_loss import head_loss
 
@@ -70,3 +71,13 @@ def test_heads_it_cannot_fuse_take_the_plain_path():
     capped = head_loss(hidden, head, targets, softcap=2.0)
     ref = F.cross_entropy((torch.tanh(head(hidden) / 2.0) * 2.0).float(), targets, reduction="sum")
     torch.testing.assert_close(capped, ref)
+
+
+def test_under_no_grad_only_the_head_runs():
+    """Evaluation's loss (torch.no_grad) computes no gradient: one head matmul, 2 x N x H x V FLOPs."""
+    head, hidden, targets = case(rows=40)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        loss = head_loss(hidden, head, targets, chunk_elements=10 * 1000)
+    assert counter.get_total_flops() == 2 * 40 * 64 * 1000
+    torch.testing.assert_close(loss, plain(hidden, head, targets).detach(), rtol=1e-5, atol=1e-5)
