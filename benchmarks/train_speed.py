@@ -56,6 +56,7 @@ tokens for weight gradients (embedding lookups and attention scores are left out
 
 import argparse
 import math
+import multiprocessing
 import os
 import random
 import re
@@ -64,6 +65,7 @@ import statistics
 import sys
 import time
 
+import psutil
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -231,11 +233,8 @@ def length_statistics(model, samples):
     }
 
 
-def realistic_batches(model, batch_size, count, seed=0):
-    """`count` batches of realistic samples (the stream's first ones), random images at the model's
-    size; prints the length statistics of the stream's first REALISTIC_STATS_SAMPLES samples."""
-    pool = realistic_conversations(model.llm_tokenizer, max(REALISTIC_STATS_SAMPLES, batch_size * count), seed)
-    st = length_statistics(model, pool[:REALISTIC_STATS_SAMPLES])
+def print_length_statistics(model, samples, seed):
+    st = length_statistics(model, samples)
     print(
         f"   realistic workload (seed {seed}, {st['samples']} samples): answers {st['minigpt4_share']:.0%} "
         f"MiniGPT-4-style (median {st['minigpt4_median']:.0f} tokens), {1 - st['minigpt4_share']:.0%} LLaVA-style "
@@ -243,6 +242,17 @@ def realistic_batches(model, batch_size, count, seed=0):
         f"prompt and {model.num_query_token} image slots: mean {st['mean']:.1f}, median {st['median']:.0f}, "
         f"p90 {st['p90']}; {st['truncated']:.1%} cut at max_txt_len {model.max_txt_len}"
     )
+
+
+def realistic_batches(model, batch_size, count, seed=0, show_statistics=False):
+    """`count` batches of realistic samples (the stream's first ones), random images at the model's
+    size; with `show_statistics`, prints the length statistics of the stream's first
+    REALISTIC_STATS_SAMPLES samples."""
+    pool = realistic_conversations(
+        model.llm_tokenizer, max(REALISTIC_STATS_SAMPLES if show_statistics else 0, batch_size * count), seed
+    )
+    if show_statistics:
+        print_length_statistics(model, pool[:REALISTIC_STATS_SAMPLES], seed)
     images = torch.randn(
         batch_size * count, 3, model.cfg.image_size, model.cfg.image_size, generator=torch.Generator().manual_seed(seed)
     )
@@ -300,9 +310,13 @@ def our_step_loss(model, samples):
 
 
 def token_counts(model, batch):
-    """(real tokens, tokens after padding to the batch's longest sample), counted outside the timing."""
-    lengths = [len(model.prompt.encode_conversation(c, model.max_txt_len).input_ids) for c in batch["conversations"]]
-    return sum(lengths), max(lengths) * len(lengths)
+    """(real tokens, tokens after padding to the batch's longest sample, labelled positions), counted
+    outside the timing; the labelled positions are those whose next token is a label (where the LM
+    head must run)."""
+    encoded = [model.prompt.encode_conversation(c, model.max_txt_len) for c in batch["conversations"]]
+    lengths = [len(e.input_ids) for e in encoded]
+    labelled = sum(sum(label != -100 for label in e.labels[1:]) for e in encoded)
+    return sum(lengths), max(lengths) * len(lengths), labelled
 
 
 MATMUL_SIZE = {"cpu": 2048, "cuda": 8192}  # a 2048^3 product takes a GPU too short a time to reach its rate
@@ -342,13 +356,19 @@ def flops_per_step(model, tokens, head_positions, images):
     return forward + 2 * body * tokens + 2 * head * head_positions + 2 * trainable * tokens
 
 
-def measure(name, model, data, step_loss, pads_to_max, device, amp, warmup=2):
+def measure(model, data, step_loss, pads_to_max, device, amp, warmup=2):
+    """Time `step_loss` over `data` after `warmup` steps. Returns a dict of the figures: seconds,
+    samples, real and padded tokens, computed FLOPs (padded tokens, the head where it ran), useful
+    FLOPs (real tokens, the head at labelled positions only), peak memory (bytes; on CPU the peak
+    RSS of the process so far) and the memory in use before the first step."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp == "bf16")
-    if torch.device(device).type == "cuda":
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
     counts = [token_counts(model, batch) for batch in data]
-    samples = real = padded = heads = images = 0
+    before = torch.cuda.memory_allocated() if cuda else psutil.Process().memory_info().rss
+    samples = real = padded = heads = labelled = images = 0
     for i, batch in enumerate(data):
         if i == warmup:
             sync(device)
@@ -366,16 +386,23 @@ def measure(name, model, data, step_loss, pads_to_max, device, amp, warmup=2):
             samples += len(batch["conversations"])
             real += counts[i][0]
             padded += model.max_txt_len * len(batch["conversations"]) if pads_to_max else counts[i][1]
+            labelled += counts[i][2]
             heads += head_positions
             images += 0 if batch["image"] is None else len(batch["image"])  # cached: no ViT / Q-former
     sync(device)
     seconds = time.perf_counter() - start
-    if torch.device(device).type == "cuda":
-        memory = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB CUDA max allocated"
-    else:
-        memory = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB peak RSS (process so far)"
-    flops = flops_per_step(model, padded, heads, images) / seconds
-    return seconds, samples, real, padded, memory, flops
+    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {
+        "seconds": seconds,
+        "samples": samples,
+        "real": real,
+        "padded": padded,
+        "computed_flops": flops_per_step(model, padded, heads, images),
+        # the image side runs for every sample's image either way; cached rows skip it
+        "useful_flops": flops_per_step(model, real, labelled, images),
+        "peak": peak,
+        "before": before,
+    }
 
 
 def image_side_frozen(model):
@@ -414,6 +441,11 @@ def main(argv=None):
         help="our step on long-tailed lengths: random vs length-grouped batches",
     )
     parser.add_argument("--epoch", type=int, default=0, help="print how long an epoch of this many samples takes")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="time every row in this process (faster to start; peak memory is then the process's so far)",
+    )
     args = parser.parse_args(argv)
     if args.varied_lengths and args.workload != "shapes":
         parser.error("--varied-lengths spreads the shapes conversations' lengths: use it with --workload shapes")
@@ -424,69 +456,111 @@ def main(argv=None):
     rate = matmul_rate(args.device, dtype, size)
     print(
         f"device {args.device}, {torch.get_num_threads()} CPU threads, amp {args.amp}, compile {args.compile}, "
-        f"workload {args.workload}; measured {dtype} {size}^3 matmul rate: {rate / 1e9:.1f} GFLOP/s"
+        f"workload {args.workload}; measured {dtype} {size}^3 matmul rate: {rate / 1e9:.1f} GFLOP/s; "
+        f"rows {'in this process' if args.in_process else 'each in a fresh process'}"
     )
     for name in args.configs:
-        model, processor = build(name, args.device, args.workload)
-        if args.compile:
-            compile_llm_layers(model, True, args.device)
         for batch_size in args.batch or [CONFIGS[name]["batch"]]:
-            time_config(args, name, model, processor, batch_size, rate)
+            time_config(args, name, batch_size, rate)
     return 0
 
 
-def time_config(args, name, model, processor, batch_size, rate):
-    """Print the rows of one config at one batch size."""
+def prepared(args, name, batch_size, show_statistics=False):
+    """(model, image processor, batches) of one config and batch size, the same in every process."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, processor = build(name, args.device, args.workload)
+    if args.compile:
+        compile_llm_layers(model, True, args.device)
     if args.workload == "realistic":
-        data = realistic_batches(model, batch_size, args.steps + 2)
-    else:
-        data = batches(model, processor, batch_size, args.steps + 2)
+        return model, processor, realistic_batches(model, batch_size, args.steps + 2, show_statistics=show_statistics)
+    return model, processor, batches(model, processor, batch_size, args.steps + 2)
+
+
+def time_row(args, name, batch_size, label):
+    """The figures of one row ("ours", "original", "cached", or "random"/"grouped" with
+    --varied-lengths), model and data built afresh (in a fresh process, its peak memory is the row's)."""
+    model, processor, data = prepared(args, name, batch_size)
+    if label in ("random", "grouped"):
+        random_batches, grouped = varied_length_batches(model, processor, batch_size, args.steps)
+        # the same 2 warm-up steps before each, then all the samples timed
+        data = random_batches[:2] + (random_batches if label == "random" else grouped)
+    cache_seconds, cache_images = None, sum(len(b["image"]) for b in data)
+    if label == "cached":
+        data, cache_seconds = cached_batches(model, data, args.device)
+    step, pads_to_max = (original_step_loss, True) if label == "original" else (our_step_loss, False)
+    figures = measure(model, [dict(b) for b in data], step, pads_to_max, args.device, args.amp)
+    return dict(figures, cache_seconds=cache_seconds, cache_images=cache_images)
+
+
+def row_figures(args, name, batch_size, label):
+    if args.in_process:
+        return time_row(args, name, batch_size, label)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(time_row, (args, name, batch_size, label))
+
+
+def memory_text(device, figures):
+    where = "CUDA max allocated" if torch.device(device).type == "cuda" else "peak RSS"
+    return (
+        f"{where} {figures['peak'] / 2**30:.2f} GiB (step {max(figures['peak'] - figures['before'], 0) / 2**30:+.2f})"
+    )
+
+
+def time_config(args, name, batch_size, rate):
+    """Print the rows of one config at one batch size."""
+    model, _, data = prepared(args, name, batch_size, show_statistics=True)
     print(
         f"\n== {name}: batch {batch_size}, {args.steps} steps, "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters "
         f"({sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M trainable)"
     )
-    results = {}
     if args.varied_lengths:
-        random_batches, grouped = varied_length_batches(model, processor, batch_size, args.steps)
-        warmup = random_batches[:2]  # the same 2 warm-up steps before each, then all the samples timed
-        for label, batches_ in (("random", warmup + random_batches), ("grouped", warmup + grouped)):
-            seconds, samples, real, padded, memory, flops = measure(
-                name, model, batches_, our_step_loss, False, args.device, args.amp
-            )
-            results[label] = seconds
+        results = {}
+        for label in ("random", "grouped"):
+            f = results[label] = row_figures(args, name, batch_size, label)
             print(
-                f"   {label:9s} {samples / seconds:8.2f} samples/s  {real / seconds:9.0f} real tok/s  "
-                f"{padded / seconds:9.0f} padded tok/s  padding {padded / real - 1:.0%} of real tokens  {memory}"
+                f"   {label:9s} {f['samples'] / f['seconds']:8.2f} samples/s  "
+                f"{f['real'] / f['seconds']:9.0f} real tok/s  {f['padded'] / f['seconds']:9.0f} padded tok/s  "
+                f"padding {f['padded'] / f['real'] - 1:.0%} of real tokens  {memory_text(args.device, f)}"
             )
-        print(f"   length-grouped batches are {results['random'] / results['grouped']:.2f}x faster on the same samples")
+        speedup = results["random"]["seconds"] / results["grouped"]["seconds"]
+        print(f"   length-grouped batches are {speedup:.2f}x faster on the same samples")
         return
-    runs = [("ours", our_step_loss, False, data), ("original", original_step_loss, True, data)]
+    labels = ["ours", "original"]
     if args.cached_features and image_side_frozen(model):
-        cached, seconds = cached_batches(model, data, args.device)
-        images = sum(len(b["image"]) for b in data)
-        print(
-            f"   cache: {images} images through ViT + Q-former in {seconds:.2f} s ({images / seconds:.1f} "
-            "images/s), once"
-        )
-        runs.append(("cached", our_step_loss, False, cached))
+        labels.append("cached")
     elif args.cached_features:
         print("   cached: skipped (the image side trains in this config: nothing to cache)")
-    for label, step, pads_to_max, batches_ in runs:
-        seconds, samples, real, padded, memory, flops = measure(
-            name, model, [dict(b) for b in batches_], step, pads_to_max, args.device, args.amp
+    del model, data
+    results = {}
+    for label in labels:
+        f = results[label] = row_figures(args, name, batch_size, label)
+        if label == "cached":
+            print(
+                f"   cache: {f['cache_images']} images through ViT + Q-former in {f['cache_seconds']:.2f} s "
+                f"({f['cache_images'] / f['cache_seconds']:.1f} images/s), once"
+            )
+        seconds = f["seconds"]
+        epoch = (
+            f"  epoch of {args.epoch} samples: {args.epoch * seconds / f['samples'] / 3600:.2f} h" if args.epoch else ""
         )
-        results[label] = seconds
-        epoch = f"  epoch of {args.epoch} samples: {args.epoch * seconds / samples / 3600:.2f} h" if args.epoch else ""
         print(
-            f"   {label:9s} {samples / seconds:8.2f} samples/s  {real / seconds:9.0f} real tok/s  "
-            f"{padded / seconds:9.0f} padded tok/s  {memory}  {flops / 1e9:7.1f} GFLOP/s = "
-            f"{flops / rate:.1%} of matmul rate{epoch}"
+            f"   {label:9s} {f['samples'] / seconds:8.2f} samples/s  {f['real'] / seconds:9.0f} real tok/s  "
+            f"{f['padded'] / seconds:9.0f} padded tok/s  {memory_text(args.device, f)}  "
+            f"computed {f['computed_flops'] / seconds / 1e9:.1f} GFLOP/s = {f['computed_flops'] / seconds / rate:.1%}, "
+            f"useful {f['useful_flops'] / seconds / 1e9:.1f} GFLOP/s = {f['useful_flops'] / seconds / rate:.1%} "
+            f"of matmul rate{epoch}"
         )
-    print(f"   ours is {results['original'] / results['ours']:.2f}x faster than the original's step")
+    ours, original = results["ours"], results["original"]
+    print(
+        f"   ours is {original['seconds'] / ours['seconds']:.2f}x faster than the original's step, at "
+        f"{ours['peak'] / original['peak']:.2f}x its peak memory"
+    )
     if "cached" in results:
         print(
-            f"   ours from cached features is {results['ours'] / results['cached']:.2f}x faster than ours from images"
+            f"   ours from cached features is {ours['seconds'] / results['cached']['seconds']:.2f}x faster than "
+            "ours from images"
         )
 
 

@@ -12,11 +12,13 @@ def figures(line):
 
 
 def test_tiny_ours_original_and_cached_rows(capsys):
-    assert train_speed.main(["--configs", "tiny", "--steps", "1", "--threads", "1", "--cached-features"]) == 0
+    argv = ["--configs", "tiny", "--steps", "1", "--threads", "1", "--cached-features", "--in-process"]
+    assert train_speed.main([*argv, "--batch", "2", "3"]) == 0
     out = capsys.readouterr().out
+    assert "== tiny: batch 2," in out and "== tiny: batch 3," in out
     rows = {
         line.split()[0]: figures(line)
-        for line in out.splitlines()
+        for line in out.split("== tiny: batch 3,")[1].splitlines()
         if re.match(r"\s+(ours|original)\s+[\d.]+ samples/s", line)
     }
     assert set(rows) == {"ours", "original"}
@@ -28,7 +30,10 @@ def test_tiny_ours_original_and_cached_rows(capsys):
 
 
 def test_varied_lengths_groups_the_same_samples_with_less_padding(capsys):
-    assert train_speed.main(["--configs", "tiny", "--steps", "2", "--threads", "1", "--varied-lengths"]) == 0
+    assert (
+        train_speed.main(["--configs", "tiny", "--steps", "2", "--threads", "1", "--varied-lengths", "--in-process"])
+        == 0
+    )
     out = capsys.readouterr().out
     padding = {
         m.group(1): int(m.group(2)) for m in re.finditer(r"(random|grouped) .*padding (\d+)% of real tokens", out)
@@ -56,16 +61,28 @@ def test_realistic_generator_hits_the_specified_lengths():
     assert train_speed.realistic_conversations(model.llm_tokenizer, 5, seed=0) == samples[:5]
 
 
-def test_realistic_workload_runs_and_prints_its_statistics(capsys):
-    argv = ["--workload", "realistic", "--configs", "tiny", "--steps", "1", "--threads", "1", "--batch", "2", "3"]
+def test_realistic_workload_runs_each_row_in_a_fresh_process(capfd):
+    argv = ["--workload", "realistic", "--configs", "tiny", "--steps", "1", "--threads", "1", "--batch", "2"]
     assert train_speed.main([*argv, "--epoch", "1000000"]) == 0
-    out = capsys.readouterr().out
-    assert re.search(r"realistic workload .*mean [\d.]+, median \d+, p90 \d+; [\d.]+% cut at max_txt_len 256", out)
-    assert "== tiny: batch 2," in out and "== tiny: batch 3," in out
-    lines = [line for line in out.splitlines() if re.match(r"\s+(ours|original)\s+[\d.]+ samples/s", line)]
-    assert len(lines) == 4
-    for line in lines:
+    out = capfd.readouterr().out
+    assert "rows each in a fresh process" in out
+    # the statistics once, from this process (the rows' processes build the same batches silently)
+    assert (
+        len(re.findall(r"realistic workload .*mean [\d.]+, median \d+, p90 \d+; [\d.]+% cut at max_txt_len 256", out))
+        == 1
+    )
+    lines = {
+        line.split()[0]: line for line in out.splitlines() if re.match(r"\s+(ours|original)\s+[\d.]+ samples/s", line)
+    }
+    assert set(lines) == {"ours", "original"}
+    for line in lines.values():
         samples, real, padded = figures(line)
         assert samples > 0 and 0 < real <= padded
         hours = float(re.search(r"epoch of 1000000 samples: ([\d.]+) h", line).group(1))
         assert hours == pytest.approx(1e6 / samples / 3600, rel=0.02)
+    # both steps do the same useful work, so their useful FLOP rates are in the ratio of their speeds
+    useful = {k: float(re.search(r"useful ([\d.]+) GFLOP/s", line).group(1)) for k, line in lines.items()}
+    peak = {k: float(re.search(r"peak RSS ([\d.]+) GiB", line).group(1)) for k, line in lines.items()}
+    speedup, memory = map(float, re.search(r"ours is ([\d.]+)x faster .* at ([\d.]+)x its peak memory", out).groups())
+    assert useful["ours"] / useful["original"] == pytest.approx(speedup, rel=0.05)
+    assert peak["ours"] / peak["original"] == pytest.approx(memory, abs=0.02)
