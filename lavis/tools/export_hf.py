@@ -241,8 +241,10 @@ transformers by `python -m lavis.tools.export_hf` of the MiniGPT4Qwen project.
 - weights: {dtype}; {queries} query tokens per image, image slot token `{slot}` (id {slot_id})
 - stops at: {stops}
 
-The vision tower's final layer norm is the project's `ln_vision` (eps {ln_eps} there; transformers'
-BLIP-2 uses the blocks' eps {vit_eps} for it, a difference of about 1e-6 in the logits).
+The vision tower's final layer norm is the project's `ln_vision`, whose eps is {ln_eps} there;
+transformers' BLIP-2 vision config has one eps for every norm, the blocks' {vit_eps}. The logits
+then differ from the project's by about 1e-6 to 1e-4 (on its tiny test models); after
+`model.vision_model.post_layernorm.eps = {ln_eps}` they differ by under 1e-6 there (0.0 without LoRA).
 
 ## Load
 

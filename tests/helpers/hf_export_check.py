@@ -6,9 +6,10 @@ Loads FOLDER (written by `python -m lavis.tools.export_hf`) with transformers al
 (`Blip2ForConditionalGeneration`, `AutoProcessor`) and, for each case of CASES.json
 (`{"messages": [...], "max_new_tokens": N}`, images as `{"type": "image", "path": ...}` parts),
 builds the inputs with `processor.apply_chat_template(..., sanitize_control_tokens=True)` as the
-exported README says, then stores the prompt ids, pixel values, fp32 logits of the prompt and the
-greedy reply's ids (`generate`, the folder's generation config) in RESULT.safetensors as
-`case<i>.<name>`.  It exits with an error if anything imported `lavis`.
+exported README says, then stores the prompt ids, pixel values, fp32 logits of the prompt, the
+greedy reply's ids (`generate`, the folder's generation config) and, for a case with
+`"post_layernorm_eps"`, the logits with the vision tower's final norm at that eps, in
+RESULT.safetensors as `case<i>.<name>`; its metadata says whether anything imported `lavis`.
 """
 
 import copy
@@ -42,6 +43,12 @@ def main(folder, cases_path, result_path):
         settings = copy.deepcopy(model.generation_config)  # the folder's, as its README passes it
         settings.max_new_tokens = case["max_new_tokens"]
         generated = model.generate(**inputs, generation_config=settings)
+        if "post_layernorm_eps" in case:  # the model card's step for our numbers exactly
+            norm = model.vision_model.post_layernorm
+            eps, norm.eps = norm.eps, case["post_layernorm_eps"]
+            with torch.no_grad():
+                out[f"case{i}.logits_exact_eps"] = model(**inputs).logits[0].contiguous()
+            norm.eps = eps
         out[f"case{i}.input_ids"] = inputs["input_ids"][0].contiguous()
         out[f"case{i}.pixel_values"] = inputs["pixel_values"].contiguous()
         out[f"case{i}.logits"] = logits[0].contiguous()

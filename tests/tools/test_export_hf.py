@@ -1,11 +1,13 @@
 """lavis.tools.export_hf: the exported folder, loaded by transformers alone in a process that never
 imports lavis (tests/helpers/hf_export_check.py), computes what our chat computes: the same prompt
 ids from `apply_chat_template`, the same pixels, logits within 1e-4 (fp32) and the same greedy
-replies, for the trained tiny default (Qwen-style, tiktoken vocabulary) and a tiny Llama-style
-model with LoRA adapters (folded in by the export, written in several shards)."""
+replies, for the trained tiny default (Qwen-style, tiktoken vocabulary), a tiny Llama-style model
+with LoRA adapters (folded in by the export, written in several shards) and a model of the real
+recipe built from tiny files in the original formats (Qwen-7B-Chat's, converted to Qwen2)."""
 
 import json
 import os
+import random
 import subprocess
 import sys
 
@@ -18,8 +20,10 @@ from lavis.chat import ChatModel, ChatSession, load_chat_model, load_image
 from lavis.common.rng import set_seed
 from lavis.datasets.synthetic.shapes import draw_shape
 from lavis.models import load_model_and_preprocess
+from lavis.models.llm.qwen_tiktoken import QwenTokenizer
 from lavis.tools import export_hf
 from tests.helpers.chat import QUESTION_EN, QUESTION_ZH, REPO, save_runner_checkpoint
+from tests.models.reference_files import cfg_options, write_original_files
 
 MAX_NEW_TOKENS = 8
 #: typed markers, each between spaces: text for both sides, with the same token boundaries
@@ -80,18 +84,30 @@ def exported(tmp_path_factory, trained_checkpoint, chat_image):
             if "lora_B" in name:
                 param.normal_(0, 0.05)
     llama_ckpt = save_runner_checkpoint(llama.eval(), str(root / "llama_run"))
+    files = write_original_files(root / "original")
+    qwen1, vis1, _ = load_model_and_preprocess("minigpt4qwen", "qwen7b_chat", cfg_options=cfg_options(files))
+    with torch.no_grad():  # llm_proj, the part that trains, away from its initial values
+        qwen1.llm_proj.weight.normal_(0, 0.2)
+    qwen1_ckpt = save_runner_checkpoint(qwen1.eval(), str(root / "qwen1_run"))
     families = {
         "qwen": (qwen, export(trained_checkpoint, root / "qwen_hf")),
         "llama": (
             ChatModel(llama, vis["eval"], llama_ckpt, "tiny_llama", torch.device("cpu")),
             export(llama_ckpt, root / "llama_hf", "--max-shard-size", "200KB"),
         ),
+        "qwen1": (
+            ChatModel(qwen1, vis1["eval"], qwen1_ckpt, "qwen7b_chat", torch.device("cpu")),
+            export(qwen1_ckpt, root / "qwen1_hf"),
+        ),
     }
     args, out = [], {}
     for name, (chat_model, folder) in families.items():
         cases, messages = chat_side(chat_model, images)
         cases_path = root / f"{name}_cases.json"
-        cases_path.write_text(json.dumps([{"messages": m, "max_new_tokens": MAX_NEW_TOKENS} for m in messages]))
+        eps = chat_model.model.ln_vision.eps
+        cases_path.write_text(
+            json.dumps([{"messages": m, "max_new_tokens": MAX_NEW_TOKENS, "post_layernorm_eps": eps} for m in messages])
+        )
         args += [str(folder), str(cases_path), str(root / f"{name}_result.safetensors")]
         out[name] = {"chat": chat_model, "folder": folder, "cases": cases, "images": images}
     run = subprocess.run(
@@ -110,7 +126,7 @@ def exported(tmp_path_factory, trained_checkpoint, chat_image):
     return out
 
 
-FAMILIES = ["qwen", "llama"]
+FAMILIES = ["qwen", "llama", "qwen1"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -139,6 +155,9 @@ def test_pixels_and_logits_equal_ours(exported, family):
             logits = model.llm_model(inputs_embeds=model.embed_with_images(ids, model.encode_image(pixels))).logits[0]
         diff = (side["hf"][f"case{i}.logits"] - logits).abs().max().item()
         assert diff <= 1e-4, f"case {i}: logits differ by {diff}"
+        # the only difference is ln_vision's eps (transformers' vision config has one for every norm)
+        exact = (side["hf"][f"case{i}.logits_exact_eps"] - logits).abs().max().item()
+        assert exact <= 1e-6, f"case {i}: with ln_vision's eps, logits differ by {exact}"
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -195,6 +214,27 @@ def test_dtype_option(tmp_path, trained_checkpoint):
     assert state["language_model.lm_head.weight"].dtype == torch.bfloat16
     assert state["vision_model.post_layernorm.weight"].dtype == torch.bfloat16
     assert state["qformer.layernorm.weight"].dtype == torch.float32 and state["query_tokens"].dtype == torch.float32
+
+
+def test_the_real_qwen_vocabulary_converts_to_the_same_ids(real_qwen_vocab):
+    """Qwen-7B-Chat's whole qwen.tiktoken through the export's conversion: our ids and text back."""
+    ours = QwenTokenizer(real_qwen_vocab)
+    theirs = export_hf.hf_tokenizer(ours, ours.special_token_ids["<|extra_0|>"], "", 8192)
+    rng = random.Random(0)
+    texts = [
+        "Hello, world! What's up?  \n\n  x",
+        "图中是什么形状？圆形。",
+        "\u2f00\uf900 cafe\u0301 \ufb01",  # NFC: compatibility and combining characters
+        "def f(x):\n    return x**2  # 12345678",
+        "emoji 😀👍🏽 \t\r\n",
+        "<|im_start|>user\nhi<|im_end|>\n<|extra_0|>",
+        *("".join(rng.choice("ab c\n中文😀é1'.,") for _ in range(rng.randint(1, 40))) for _ in range(100)),
+    ]
+    for text in texts:
+        ids = ours.encode(text)
+        assert theirs.encode(text, add_special_tokens=False) == ids, text
+        assert theirs.decode(ids) == ours.decode(ids)
+    assert len(theirs) == len(ours) and theirs.image_token == "<|extra_0|>"
 
 
 def one_line_error(capsys, argv):
