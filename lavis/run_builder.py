@@ -9,6 +9,7 @@ that are the user's to fix all derive from :class:`lavis.common.errors.UserError
 points print them as one `error: ...` line.
 """
 
+import argparse
 import logging
 import sys
 import traceback
@@ -18,7 +19,7 @@ from omegaconf import OmegaConf
 from lavis.common import dist_utils
 from lavis.common.checkpoint import CheckpointError, load_file
 from lavis.common.config import Config, load_yaml
-from lavis.common.errors import UserError, report
+from lavis.common.errors import MissingFilesError, UserError, report
 from lavis.common.registry import registry
 from lavis.common.rng import set_seed
 from lavis.tasks import setup_task
@@ -78,6 +79,35 @@ def build_trained_model(cfg, state, ckpt_path):
             f"{ckpt_path} does not fit the config (another model, lora_r or target modules?): {err}"
         ) from None
     return model.eval()
+
+
+def checkpoint_tool_parser(description, ckpt_help, output_help):
+    """The arguments every trained-checkpoint tool takes: --ckpt-path, --output-dir, --cfg-path, --options."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--ckpt-path", required=True, help=ckpt_help)
+    parser.add_argument("--output-dir", required=True, help=output_help)
+    parser.add_argument(
+        "--cfg-path",
+        default=None,
+        help="the run's YAML or its job folder's config.json (default: the checkpoint's config)",
+    )
+    parser.add_argument("--options", nargs="+", default=[], help="overrides of config keys, e.g. model.llm_model=/path")
+    return parser
+
+
+def checkpoint_tool_main(run, args):
+    """The main of a trained-checkpoint tool: `run(args)` -> {what: path written}, each printed;
+    a user's error is one `error: ...` line.  Returns the exit status."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        written = run(args)
+    except MissingFilesError as err:
+        return report(err, fold=True)
+    except (UserError, FileNotFoundError) as err:
+        return report(err)
+    for what, path in written.items():
+        print(f"wrote {what}: {path}")
+    return 0
 
 
 def rank_prefix():

@@ -27,9 +27,7 @@ interrupted export leaves no folder that looks complete.  Problems (missing chec
 that does not fit, an output folder that is not empty) stop with one line.
 """
 
-import argparse
 import json
-import logging
 import os
 import shutil
 import sys
@@ -51,11 +49,17 @@ import lavis  # noqa: F401  (registers every component)
 from lavis.chat.loading import default_settings
 from lavis.common.config import load_preprocess_config
 from lavis.common.dtypes import DTYPES, dtype_named
-from lavis.common.errors import MissingFilesError, UserError, report
+from lavis.common.errors import UserError
 from lavis.models import load_preprocess
 from lavis.models.llm.qwen_tiktoken import ENDOFTEXT, PAT_STR, SPECIAL_TOKENS, QwenTokenizer, load_tiktoken_bpe
 from lavis.processors.chat_format import ChatMLPromptBuilder
-from lavis.run_builder import build_trained_model, read_trained_checkpoint, trained_config
+from lavis.run_builder import (
+    build_trained_model,
+    checkpoint_tool_main,
+    checkpoint_tool_parser,
+    read_trained_checkpoint,
+    trained_config,
+)
 from lavis.tools.merge_lora import fold_adapters
 
 IMAGE_OPEN, IMAGE_CLOSE = "<Img>", "</Img>"  # around each image's slots, as the training data and chat put them
@@ -311,7 +315,7 @@ def write_folder(folder, model, hf, proc, card, max_shard_size):
 
 
 def run(args):
-    """Export as `args` asks; returns the folder written."""
+    """Export as `args` asks; returns {"export": the folder written}."""
     check_output_dir(args.output_dir)
     state, checkpoint = read_trained_checkpoint(args.ckpt_path)
     cfg = trained_config(args.cfg_path, checkpoint, args.options, args.ckpt_path)
@@ -333,33 +337,20 @@ def run(args):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return args.output_dir
+    return {"export": args.output_dir}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt-path", required=True, help="checkpoint_<epoch>.pth of a run")
-    parser.add_argument("--output-dir", required=True, help="a new (or empty) folder for the export")
-    parser.add_argument(
-        "--cfg-path", default=None, help="the run's YAML or its job folder's config.json (default: the checkpoint's)"
+    parser = checkpoint_tool_parser(
+        __doc__.splitlines()[0], "checkpoint_<epoch>.pth of a run", "a new (or empty) folder for the export"
     )
     parser.add_argument("--dtype", choices=list(DTYPES), default=None, help="weights' dtype (default: the LLM's)")
     parser.add_argument("--max-shard-size", default="5GB", help="largest safetensors shard (default 5GB)")
-    parser.add_argument("--options", nargs="+", default=[], help="overrides of config keys, e.g. model.llm_model=/path")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        folder = run(args)
-    except MissingFilesError as err:
-        return report(err, fold=True)
-    except (UserError, FileNotFoundError) as err:
-        return report(err)
-    print(f"wrote {folder}")
-    return 0
+    return checkpoint_tool_main(run, parse_args(argv))
 
 
 if __name__ == "__main__":

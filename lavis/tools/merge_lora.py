@@ -21,8 +21,6 @@ its base weight (peft `merge_and_unload`: W + B A * alpha / r) and writes into `
 Problems (no LoRA weights, missing files, a config that does not fit) stop with one line.
 """
 
-import argparse
-import logging
 import os
 import re
 import shutil
@@ -32,9 +30,15 @@ from omegaconf import OmegaConf
 
 import lavis  # noqa: F401  (registers every component)
 from lavis.common.checkpoint import save_file
-from lavis.common.errors import MissingFilesError, UserError, report
+from lavis.common.errors import UserError
 from lavis.common.utils import resolve_path
-from lavis.run_builder import build_trained_model, read_trained_checkpoint, trained_config
+from lavis.run_builder import (
+    build_trained_model,
+    checkpoint_tool_main,
+    checkpoint_tool_parser,
+    read_trained_checkpoint,
+    trained_config,
+)
 
 LORA_KEY = re.compile(r"\.lora_(A|B|embedding_A|embedding_B|magnitude_vector)\.")
 PEFT_PREFIX = "llm_model.base_model.model."
@@ -159,13 +163,10 @@ def run(args):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt-path", required=True, help="checkpoint_<epoch>.pth of a get_lora: True run")
-    parser.add_argument("--output-dir", required=True, help="folder for checkpoint_merged.pth, llm/, config.yaml")
-    parser.add_argument(
-        "--cfg-path",
-        default=None,
-        help="the run's YAML or its job folder's config.json (default: the checkpoint's config)",
+    parser = checkpoint_tool_parser(
+        __doc__.splitlines()[0],
+        "checkpoint_<epoch>.pth of a get_lora: True run",
+        "folder for checkpoint_merged.pth, llm/, config.yaml",
     )
     parser.add_argument(
         "--format",
@@ -173,22 +174,11 @@ def parse_args(argv=None):
         default="both",
         help="what to write (default: both + config.yaml)",
     )
-    parser.add_argument("--options", nargs="+", default=[], help="overrides of config keys, e.g. model.llm_model=/path")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        written = run(args)
-    except MissingFilesError as err:
-        return report(err, fold=True)
-    except (UserError, FileNotFoundError) as err:
-        return report(err)
-    for what, path in written.items():
-        print(f"wrote {what}: {path}")
-    return 0
+    return checkpoint_tool_main(run, parse_args(argv))
 
 
 if __name__ == "__main__":
