@@ -1,9 +1,11 @@
 """lavis.tools.export_hf: the exported folder, loaded by transformers alone in a process that never
 imports lavis (tests/helpers/hf_export_check.py), computes what our chat computes: the same prompt
 ids from `apply_chat_template`, the same pixels, logits within 1e-4 (fp32) and the same greedy
-replies, for the trained tiny default (Qwen-style, tiktoken vocabulary), a tiny Llama-style model
-with LoRA adapters (folded in by the export, written in several shards) and a model of the real
-recipe built from tiny files in the original formats (Qwen-7B-Chat's, converted to Qwen2)."""
+replies, for the trained tiny default (Qwen-style, tiktoken vocabulary), a checkpoint the runner
+wrote for the default run's config (exported with its job folder's config.json), a tiny
+Llama-style model with LoRA adapters (folded in by the export, written in several shards) and a
+model of the real recipe built from tiny files in the original formats (Qwen-7B-Chat's, converted
+to Qwen2)."""
 
 import json
 import os
@@ -17,12 +19,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from lavis.chat import ChatModel, ChatSession, load_chat_model, load_image
+from lavis.common.config import load_preprocess_config
 from lavis.common.rng import set_seed
 from lavis.datasets.synthetic.shapes import draw_shape
-from lavis.models import load_model_and_preprocess
+from lavis.models import load_model_and_preprocess, load_preprocess
 from lavis.models.llm.qwen_tiktoken import QwenTokenizer
 from lavis.tools import export_hf
 from tests.helpers.chat import QUESTION_EN, QUESTION_ZH, REPO, save_runner_checkpoint
+from tests.helpers.runs import make_runner, run_config
 from tests.models.reference_files import cfg_options, write_original_files
 
 MAX_NEW_TOKENS = 8
@@ -68,7 +72,7 @@ def chat_side(chat_model, images):
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory, trained_checkpoint, chat_image):
+def exported(tmp_path_factory, trained_checkpoint, chat_image, shapes_root):
     """Both exports, our chat's results, and transformers' results from one separate process."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("export_hf")
@@ -89,11 +93,24 @@ def exported(tmp_path_factory, trained_checkpoint, chat_image):
     with torch.no_grad():  # llm_proj, the part that trains, away from its initial values
         qwen1.llm_proj.weight.normal_(0, 0.2)
     qwen1_ckpt = save_runner_checkpoint(qwen1.eval(), str(root / "qwen1_run"))
+    run_cfg = run_config(shapes_root, root / "run", max_epoch=1, valid_splits=[], init_lr=1e-2)
+    runner = make_runner(run_cfg)  # the default run's config (train_tiny.yaml) on the small shapes set
+    runner.train()
+    run_vis, _ = load_preprocess(load_preprocess_config(run_cfg.model_cfg))
     families = {
         "qwen": (qwen, export(trained_checkpoint, root / "qwen_hf")),
         "llama": (
             ChatModel(llama, vis["eval"], llama_ckpt, "tiny_llama", torch.device("cpu")),
             export(llama_ckpt, root / "llama_hf", "--max-shard-size", "200KB"),
+        ),
+        "runner": (
+            ChatModel(runner.model.eval(), run_vis["eval"], None, "tiny", torch.device("cpu")),
+            export(
+                root / "run" / "job" / "checkpoint_0.pth",
+                root / "runner_hf",
+                "--cfg-path",
+                str(root / "run" / "job" / "config.json"),
+            ),
         ),
         "qwen1": (
             ChatModel(qwen1, vis1["eval"], qwen1_ckpt, "qwen7b_chat", torch.device("cpu")),
@@ -126,7 +143,7 @@ def exported(tmp_path_factory, trained_checkpoint, chat_image):
     return out
 
 
-FAMILIES = ["qwen", "llama", "qwen1"]
+FAMILIES = ["qwen", "llama", "runner", "qwen1"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
