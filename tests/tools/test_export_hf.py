@@ -3,8 +3,9 @@ imports lavis (tests/helpers/hf_export_check.py), computes what our chat compute
 ids from `apply_chat_template`, the same pixels, logits within 1e-4 (fp32) and the same greedy
 replies, for the trained tiny default (Qwen-style, tiktoken vocabulary), a checkpoint the runner
 wrote for the default run's config (exported with its job folder's config.json), a tiny
-Llama-style model with LoRA adapters (folded in by the export, written in several shards) and a
-model of the real recipe built from tiny files in the original formats (Qwen-7B-Chat's, converted
+Llama-style model with LoRA adapters (folded in by the export, written in several shards), one on
+a transformers Qwen2 folder with tied embeddings and no chat template (ChatML), and a model of
+the real recipe built from tiny files in the original formats (Qwen-7B-Chat's, converted
 to Qwen2)."""
 
 import json
@@ -27,7 +28,7 @@ from lavis.models.llm.qwen_tiktoken import QwenTokenizer
 from lavis.tools import export_hf
 from tests.helpers.chat import QUESTION_EN, QUESTION_ZH, REPO, save_runner_checkpoint
 from tests.helpers.runs import make_runner, run_config
-from tests.models.reference_files import cfg_options, write_original_files
+from tests.models.reference_files import cfg_options, write_original_files, write_qwen2_folder
 
 MAX_NEW_TOKENS = 8
 #: typed markers, each between spaces: text for both sides, with the same token boundaries
@@ -93,6 +94,14 @@ def exported(tmp_path_factory, trained_checkpoint, chat_image, shapes_root):
     with torch.no_grad():  # llm_proj, the part that trains, away from its initial values
         qwen1.llm_proj.weight.normal_(0, 0.2)
     qwen1_ckpt = save_runner_checkpoint(qwen1.eval(), str(root / "qwen1_run"))
+    # a Qwen2 folder: tied embeddings, no chat template (ChatML), no spare slot token (one is added)
+    write_qwen2_folder(root / "qwen2_llm", tied=True)
+    qwen2, vis2, _ = load_model_and_preprocess(
+        "minigpt4qwen",
+        "tiny",
+        cfg_options={"llm_arch": None, "llm_tokenizer": "", "llm_model": str(root / "qwen2_llm")},
+    )
+    qwen2_ckpt = save_runner_checkpoint(qwen2.eval(), str(root / "qwen2_run"))
     run_cfg = run_config(shapes_root, root / "run", max_epoch=1, valid_splits=[], init_lr=1e-2)
     runner = make_runner(run_cfg)  # the default run's config (train_tiny.yaml) on the small shapes set
     runner.train()
@@ -111,6 +120,10 @@ def exported(tmp_path_factory, trained_checkpoint, chat_image, shapes_root):
                 "--cfg-path",
                 str(root / "run" / "job" / "config.json"),
             ),
+        ),
+        "qwen2": (
+            ChatModel(qwen2, vis2["eval"], qwen2_ckpt, "tiny", torch.device("cpu")),
+            export(qwen2_ckpt, root / "qwen2_hf"),
         ),
         "qwen1": (
             ChatModel(qwen1, vis1["eval"], qwen1_ckpt, "qwen7b_chat", torch.device("cpu")),
@@ -143,7 +156,7 @@ def exported(tmp_path_factory, trained_checkpoint, chat_image, shapes_root):
     return out
 
 
-FAMILIES = ["qwen", "llama", "runner", "qwen1"]
+FAMILIES = ["qwen", "llama", "runner", "qwen2", "qwen1"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
