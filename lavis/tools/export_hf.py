@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 
 import torch
 from tokenizers import Tokenizer, normalizers
@@ -324,8 +323,11 @@ def run(args):
     hf = blip2_model(model, dtype_named(dtype_name))
     proc = processor(model)
     card = model_card(model, args, checkpoint, dtype_name)
-    parent = os.path.dirname(os.path.abspath(args.output_dir))
-    tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=parent)
+    target = os.path.abspath(args.output_dir)
+    # beside the target (so that the rename stays on one file system), made with the user's umask
+    tmp = os.path.join(os.path.dirname(target), f".tmp-export-{os.path.basename(target)}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)  # a crashed export's, by its name
+    os.mkdir(tmp)
     try:
         write_folder(tmp, model, hf, proc, card, args.max_shard_size)
         if os.path.isdir(args.output_dir):

@@ -224,6 +224,9 @@ def test_folder_contents(exported):
         "tokenizer.json",
         "tokenizer_config.json",
     ]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(qwen).st_mode & 0o777 == 0o777 & ~umask  # made as mkdir makes folders, not private
     shards = sorted(p for p in os.listdir(llama) if p.endswith(".safetensors"))
     assert len(shards) > 1 and (llama / "model.safetensors.index.json").exists()
     config = json.loads((qwen / "config.json").read_text())
