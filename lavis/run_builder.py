@@ -2,19 +2,31 @@
 
 Used by `train.py` and `python -m lavis.tools.cache_features`, which must build the very same
 task, datasets and model from a config (the same seed, so parts built from scratch get the
-same initial weights in both).  The errors that are the user's to fix all derive from
-:class:`lavis.common.errors.UserError`; the entry points print them as one `error: ...` line.
+same initial weights in both); and by the tools that start from a trained checkpoint
+(`merge_lora`, `export_hf`): :func:`read_trained_checkpoint` -> :func:`trained_config` ->
+:func:`build_trained_model` rebuild the model a run trained, as `train.py` built it.  The errors
+that are the user's to fix all derive from :class:`lavis.common.errors.UserError`; the entry
+points print them as one `error: ...` line.
 """
 
+import argparse
 import logging
 import sys
 import traceback
 
+from omegaconf import OmegaConf
+
 from lavis.common import dist_utils
-from lavis.common.config import Config
-from lavis.common.errors import UserError, report
+from lavis.common.checkpoint import CheckpointError, load_file
+from lavis.common.config import Config, load_yaml
+from lavis.common.errors import MissingFilesError, UserError, report
+from lavis.common.registry import registry
 from lavis.common.rng import set_seed
 from lavis.tasks import setup_task
+
+
+class TrainedModelError(UserError, ValueError):
+    """A checkpoint that cannot be rebuilt into the model it was trained as, worded for the user."""
 
 
 def build_run(cfg):
@@ -33,6 +45,69 @@ def build_run(cfg):
             )
             break
     return task, datasets, model
+
+
+def read_trained_checkpoint(path):
+    """The checkpoint at `path` (read with weights_only): (its model state dict, the whole dict)."""
+    checkpoint = load_file(path)
+    if not isinstance(checkpoint, dict):
+        raise TrainedModelError(f"{path} is not a checkpoint (expected a dict with a 'model' entry)")
+    return checkpoint.get("model", checkpoint), checkpoint
+
+
+def trained_config(cfg_path, checkpoint, options, ckpt_path):
+    """The checked run config: `cfg_path` (YAML or a job folder's config.json) or the checkpoint's own."""
+    if cfg_path:
+        user = load_yaml(cfg_path)  # JSON is YAML: a job folder's config.json reads the same
+    elif isinstance(checkpoint.get("config"), dict):
+        user = OmegaConf.create(checkpoint["config"])
+    else:
+        raise TrainedModelError(f"{ckpt_path} has no 'config' entry: pass the run's config with --cfg-path")
+    cfg = Config.__new__(Config)
+    cfg.config = Config.build(user, OmegaConf.from_dotlist(list(options or [])))
+    return cfg
+
+
+def build_trained_model(cfg, state, ckpt_path):
+    """The trained model: built as train.py builds it (same seed), then the checkpoint loaded; in eval mode."""
+    set_seed(cfg.run_cfg.seed)  # parts built from *_arch (random init) come out as in training
+    model = registry.get_model_class(cfg.model_cfg.arch).from_config(cfg.model_cfg)
+    try:
+        model.load_checkpoint(state)
+    except CheckpointError as err:
+        raise TrainedModelError(
+            f"{ckpt_path} does not fit the config (another model, lora_r or target modules?): {err}"
+        ) from None
+    return model.eval()
+
+
+def checkpoint_tool_parser(description, ckpt_help, output_help):
+    """The arguments every trained-checkpoint tool takes: --ckpt-path, --output-dir, --cfg-path, --options."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--ckpt-path", required=True, help=ckpt_help)
+    parser.add_argument("--output-dir", required=True, help=output_help)
+    parser.add_argument(
+        "--cfg-path",
+        default=None,
+        help="the run's YAML or its job folder's config.json (default: the checkpoint's config)",
+    )
+    parser.add_argument("--options", nargs="+", default=[], help="overrides of config keys, e.g. model.llm_model=/path")
+    return parser
+
+
+def checkpoint_tool_main(run, args):
+    """The main of a trained-checkpoint tool: `run(args)` -> {what: path written}, each printed;
+    a user's error is one `error: ...` line.  Returns the exit status."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        written = run(args)
+    except MissingFilesError as err:
+        return report(err, fold=True)
+    except (UserError, FileNotFoundError) as err:
+        return report(err)
+    for what, path in written.items():
+        print(f"wrote {what}: {path}")
+    return 0
 
 
 def rank_prefix():

@@ -2,7 +2,9 @@
 tests' image and checkpoints (built by `tests/helpers/chat.py`), and small file systems to fill
 up (tmpfs, when the tests run as root)."""
 
+import importlib.util
 import os
+import pathlib
 import subprocess
 
 # The suite runs on two xdist workers (pyproject.toml): one thread each, for them and for the
@@ -42,6 +44,18 @@ def shapes_root(tmp_path_factory):
 def moving_root(tmp_path_factory):
     """A small synthetic video set (12 train / 4 val clips of 8 frames, H.264 written by PyAV)."""
     return ensure_moving_shapes(tmp_path_factory.mktemp("moving"), num_train=12, num_val=4, num_frames=8, seed=0)
+
+
+@pytest.fixture(scope="session")
+def real_qwen_vocab():
+    """Qwen's real qwen.tiktoken (151,643 ranks), shipped in the qwen-agent wheel; skips without it."""
+    spec = importlib.util.find_spec("qwen_agent")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("Qwen's real qwen.tiktoken not available: pip install --no-deps qwen-agent==0.0.34")
+    path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "utils" / "qwen.tiktoken"
+    if not path.is_file():
+        pytest.skip(f"{path} missing: pip install --no-deps qwen-agent==0.0.34")
+    return path
 
 
 @pytest.fixture

@@ -52,6 +52,15 @@ def find_latest_checkpoint(output_dir=None):
     raise ChatError(f"no checkpoint found in {output_dir}; {hint}")
 
 
+def default_settings(positions):
+    """The chat's settings for an LLM of `positions` positions: greedy, as the original demo; window
+    6144 for Qwen-7B-Chat (3/4 of its 8192 positions)."""
+    return GenerationSettings(
+        max_new_tokens=min(512, max(1, positions // 4)),
+        max_window_size=min(MAX_WINDOW_SIZE, positions * 3 // 4),
+    )
+
+
 @dataclasses.dataclass
 class ChatModel:
     """A model ready to chat: the model, its eval image processor and where it came from."""
@@ -75,12 +84,7 @@ class ChatModel:
         return int(self.model.llm_model.config.max_position_embeddings)
 
     def default_settings(self):
-        """Greedy, as the original demo; window 6144 for Qwen-7B-Chat (3/4 of its 8192 positions)."""
-        positions = self.max_position_embeddings
-        return GenerationSettings(
-            max_new_tokens=min(512, max(1, positions // 4)),
-            max_window_size=min(MAX_WINDOW_SIZE, positions * 3 // 4),
-        )
+        return default_settings(self.max_position_embeddings)
 
     def autocast(self):
         """bf16/fp16 autocast on GPUs as the model config asks; full precision on CPU."""

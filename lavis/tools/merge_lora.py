@@ -21,8 +21,6 @@ its base weight (peft `merge_and_unload`: W + B A * alpha / r) and writes into `
 Problems (no LoRA weights, missing files, a config that does not fit) stop with one line.
 """
 
-import argparse
-import logging
 import os
 import re
 import shutil
@@ -31,12 +29,16 @@ import sys
 from omegaconf import OmegaConf
 
 import lavis  # noqa: F401  (registers every component)
-from lavis.common.checkpoint import CheckpointError, load_file, save_file
-from lavis.common.config import Config, load_yaml
-from lavis.common.errors import MissingFilesError, UserError, report
-from lavis.common.registry import registry
-from lavis.common.rng import set_seed
+from lavis.common.checkpoint import save_file
+from lavis.common.errors import UserError
 from lavis.common.utils import resolve_path
+from lavis.run_builder import (
+    build_trained_model,
+    checkpoint_tool_main,
+    checkpoint_tool_parser,
+    read_trained_checkpoint,
+    trained_config,
+)
 
 LORA_KEY = re.compile(r"\.lora_(A|B|embedding_A|embedding_B|magnitude_vector)\.")
 PEFT_PREFIX = "llm_model.base_model.model."
@@ -68,25 +70,15 @@ def lora_targets(state):
 
 def read_checkpoint(path):
     """The checkpoint's (model state, whole dict); refuses one without LoRA weights."""
-    checkpoint = load_file(path)
-    if not isinstance(checkpoint, dict):
-        raise MergeError(f"{path} is not a checkpoint (expected a dict with a 'model' entry)")
-    state = checkpoint.get("model", checkpoint)
+    state, checkpoint = read_trained_checkpoint(path)
     if not any(LORA_KEY.search(k) for k in state):
         raise MergeError(f"{path} holds no LoRA weights (no '.lora_A.'/'.lora_B.' keys): nothing to merge")
     return state, checkpoint
 
 
 def read_config(cfg_path, checkpoint, options, ckpt_path):
-    """The checked run config: `cfg_path` (YAML or saved config.json) or the checkpoint's own."""
-    if cfg_path:
-        user = load_yaml(cfg_path)  # JSON is YAML: a job folder's config.json reads the same
-    elif isinstance(checkpoint.get("config"), dict):
-        user = OmegaConf.create(checkpoint["config"])
-    else:
-        raise MergeError(f"{ckpt_path} has no 'config' entry: pass the run's config with --cfg-path")
-    cfg = Config.__new__(Config)
-    cfg.config = Config.build(user, OmegaConf.from_dotlist(list(options or [])))
+    """The checked run config (see `trained_config`); refuses one without LoRA."""
+    cfg = trained_config(cfg_path, checkpoint, options, ckpt_path)
     if not cfg.model_cfg.get_lora:
         raise MergeError(
             f"the config has model.get_lora: False but {ckpt_path} holds LoRA weights: pass the config it was "
@@ -95,23 +87,15 @@ def read_config(cfg_path, checkpoint, options, ckpt_path):
     return cfg
 
 
-def build_lora_model(cfg, state, ckpt_path):
-    """The trained LoRA model: built as train.py builds it (same seed), then the checkpoint loaded."""
-    set_seed(cfg.run_cfg.seed)  # parts built from *_arch (random init) come out as in training
-    model = registry.get_model_class(cfg.model_cfg.arch).from_config(cfg.model_cfg)
-    try:
-        model.load_checkpoint(state)
-    except CheckpointError as err:
-        raise MergeError(
-            f"{ckpt_path} does not fit the config (other lora_r / target modules / model?): {err}"
-        ) from None
-    return model.eval()
+def fold_adapters(model):
+    """Fold every LoRA adapter into its base weight (peft `merge_and_unload`), in place."""
+    model.llm_model = model.llm_model.merge_and_unload()
+    return model
 
 
 def merge(model, state):
     """Fold the adapters into the LLM in place; returns the merged checkpoint's state dict."""
-    model.llm_model = model.llm_model.merge_and_unload()
-    merged = model.state_dict()
+    merged = fold_adapters(model).state_dict()
     keys = {plain_name(k) for k in state if not LORA_KEY.search(k)} | set(lora_targets(state))
     if model.cfg.llm_arch is not None:  # the base LLM is random init, in no file: keep all of it
         keys |= {k for k in merged if k.startswith("llm_model.")}
@@ -159,7 +143,7 @@ def run(args):
     """Merge as `args` asks; returns the paths written."""
     state, checkpoint = read_checkpoint(args.ckpt_path)
     cfg = read_config(args.cfg_path, checkpoint, args.options, args.ckpt_path)
-    model = build_lora_model(cfg, state, args.ckpt_path)
+    model = build_trained_model(cfg, state, args.ckpt_path)
     merged_state = merge(model, state)
     os.makedirs(args.output_dir, exist_ok=True)
     written = {}
@@ -179,13 +163,10 @@ def run(args):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt-path", required=True, help="checkpoint_<epoch>.pth of a get_lora: True run")
-    parser.add_argument("--output-dir", required=True, help="folder for checkpoint_merged.pth, llm/, config.yaml")
-    parser.add_argument(
-        "--cfg-path",
-        default=None,
-        help="the run's YAML or its job folder's config.json (default: the checkpoint's config)",
+    parser = checkpoint_tool_parser(
+        __doc__.splitlines()[0],
+        "checkpoint_<epoch>.pth of a get_lora: True run",
+        "folder for checkpoint_merged.pth, llm/, config.yaml",
     )
     parser.add_argument(
         "--format",
@@ -193,22 +174,11 @@ def parse_args(argv=None):
         default="both",
         help="what to write (default: both + config.yaml)",
     )
-    parser.add_argument("--options", nargs="+", default=[], help="overrides of config keys, e.g. model.llm_model=/path")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        written = run(args)
-    except MissingFilesError as err:
-        return report(err, fold=True)
-    except (UserError, FileNotFoundError) as err:
-        return report(err)
-    for what, path in written.items():
-        print(f"wrote {what}: {path}")
-    return 0
+    return checkpoint_tool_main(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -326,7 +326,7 @@ def write_qwen2_tokenizer(folder, with_image_pad=False):
     return tok.get_vocab_size()
 
 
-def write_qwen2_folder(folder, vocab_size=None, with_image_pad=False, dtype=torch.float32, seed=3):
+def write_qwen2_folder(folder, vocab_size=None, with_image_pad=False, dtype=torch.float32, seed=3, tied=False):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     n_tokens = write_qwen2_tokenizer(folder, with_image_pad)
@@ -339,7 +339,7 @@ def write_qwen2_folder(folder, vocab_size=None, with_image_pad=False, dtype=torc
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tied,
         bos_token_id=None,
         eos_token_id=n_tokens - (3 if with_image_pad else 1),
         pad_token_id=n_tokens - (5 if with_image_pad else 3),

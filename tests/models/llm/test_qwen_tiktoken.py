@@ -9,7 +9,6 @@ Two vocabularies are used:
 
 import base64
 import hashlib
-import importlib.util
 import os
 import pickle
 import random
@@ -396,19 +395,9 @@ def test_train_bpe_on_a_bilingual_corpus_makes_every_merge():
 REAL_SHA256 = "b2b1b8dfb5cc5f024bafc373121c6aba3f66f9a5a0269e243470a1de16a33186"
 
 
-def _real_vocab_path():
-    spec = importlib.util.find_spec("qwen_agent")  # locates the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("Qwen's real qwen.tiktoken not available: pip install --no-deps qwen-agent==0.0.34")
-    path = Path(list(spec.submodule_search_locations)[0]) / "utils" / "qwen.tiktoken"
-    if not path.is_file():
-        pytest.skip(f"{path} missing: pip install --no-deps qwen-agent==0.0.34")
-    return path
-
-
 @pytest.fixture(scope="module")
-def real_path():
-    return _real_vocab_path()
+def real_path(real_qwen_vocab):
+    return real_qwen_vocab
 
 
 @pytest.fixture(scope="module")
