@@ -62,13 +62,15 @@ fi
 if [ "$DRY_RUN" = 1 ]; then
     # on the CPU: the cuda tests run there (GPU_CHECK_DRY_RUN=1), the benchmarks on `small`, 1 step
     export GPU_CHECK_DRY_RUN=1 OMP_NUM_THREADS=1
-    SPEED=(--configs small --device cpu --threads 1 --steps 1 --batch 1 2)
-    RECIPE=(--configs small --device cpu --threads 1 --steps 1 --batch 1)
+    SPEED=(--configs small --device cpu --threads 1 --steps 1 --batch 1 2 --in-process)
+    RECIPE=(--configs small --device cpu --threads 1 --steps 1 --batch 1 --in-process)
 else
     python3 -c 'import torch; assert torch.cuda.is_available(), "no CUDA GPU: use --dry-run"; print(torch.cuda.get_device_name())'
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-    SPEED=(--configs 7b-shape --device cuda --steps 10 --batch 4 16)
-    RECIPE=(--configs 7b-recipe --device cuda --steps 5)
+    # rows in this process: CUDA's peak is reset for each row, and 7 fresh processes would spend
+    # minutes starting up
+    SPEED=(--configs 7b-shape --device cuda --steps 10 --batch 4 16 --in-process)
+    RECIPE=(--configs 7b-recipe --device cuda --steps 5 --in-process)
 fi
 python3 -c 'import sys, torch, transformers; print("python", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__)'
 

@@ -1,15 +1,15 @@
 """Training speed of MiniGPT4Qwen steps, ours against the original's way of computing them.
 
     python benchmarks/train_speed.py [--configs tiny small] [--workload shapes|realistic] [--batch 4 16]
-                                     [--steps 10] [--device cpu|cuda] [--amp bf16] [--cached-features]
-                                     [--compile] [--epoch 18800]
+                                     [--steps 10] [--device cpu|cuda] [--amp bf16] [--llm-bf16]
+                                     [--cached-features] [--compile] [--epoch 18800] [--in-process]
     python benchmarks/train_speed.py --varied-lengths [--configs small]
 
 For each named config (and each `--batch` size, default the config's own) it trains `--steps`
 optimizer steps (after 2 warm-up steps) and prints samples/s, tokens/s (real = non-padding,
-padded = batch x length), peak memory (RSS on CPU, CUDA max allocated on GPU), achieved FLOP/s
-as a fraction of a matrix-product rate measured on the same device and dtype (2048^3 on CPU,
-8192^3 on a GPU) and, with `--epoch N`, the hours an epoch of N samples takes at that rate.
+padded = batch x length), peak memory, achieved FLOP/s as a fraction of a matrix-product rate
+measured on the same device and dtype (2048^3 on CPU, 8192^3 on a GPU) and, with `--epoch N`,
+the hours an epoch of N samples takes at that rate.
 Two workloads:
 
 * shapes (the default): the synthetic shapes conversations, whose answers are a few tokens long;
@@ -48,10 +48,17 @@ length-grouped ones (`run.group_by_length`: `lavis/runners/samplers.py`). Config
 * 7b-recipe: 7b-shape as the real recipe trains it (`lavis/projects/instruction_tuning/train.yaml`):
   the LLM's weights in bf16, the ViT with gradient checkpointing, batch 1 (fits a 24 GB card?).
 
-FLOPs are estimated from parameter counts over the tokens each step really computes (padded
-tokens; the LM head only where it runs): 2 x params x tokens for every forward matmul, as much
-again for the gradients that flow back through the LLM to llm_proj, plus 2 x trainable params x
-tokens for weight gradients (embedding lookups and attention scores are left out).
+Each row (one step implementation on one config and batch size) runs in a fresh process
+(`--in-process`: all in this one, faster to start), so its peak memory is its own: the peak RSS
+on CPU (CUDA max allocated on a GPU), and in brackets the step's share above the built model and
+data. Two FLOP counts, estimated from parameter counts: 2 x params x tokens for every forward
+matmul, as much again for the gradients that flow back through the LLM to llm_proj, plus
+2 x trainable params x tokens for weight gradients (embedding lookups and attention scores are
+left out). "computed" counts the tokens each step really computes (padded ones too; the LM head
+where it runs); "useful" counts what the step must compute: real tokens only, the LM head only at
+labelled positions. Both steps do the same useful work, so their useful rates compare directly.
+`--llm-bf16` keeps a frozen LLM's weights in bf16 (as the real recipe loads Qwen-7B-Chat), with
+`--amp bf16`.
 """
 
 import argparse
@@ -143,14 +150,16 @@ CONFIGS["7b-recipe"] = {
 }
 
 
-def build(name, device, workload="shapes"):
+def build(name, device, workload="shapes", llm_bf16=False):
 
     torch.manual_seed(0)
     options = dict(CONFIGS[name]["options"])
     if workload == "realistic":
         options["max_txt_len"] = REALISTIC_MAX_TXT_LEN  # the original's, for every config (tiny's own is 160)
     model = load_model("minigpt4qwen", "tiny", device=device, cfg_options=options)
-    if CONFIGS[name].get("llm_bf16"):
+    if CONFIGS[name].get("llm_bf16") or llm_bf16:
+        if any(p.requires_grad for p in model.llm_model.parameters()):
+            raise SystemExit(f"--llm-bf16: the LLM of {name} trains (only a frozen LLM's weights are kept in bf16)")
         model.llm_model.to(torch.bfloat16)
     # images at the model's own size (the tiny preset's processor would give every config 64 px)
     return model.train(), load_processor("blip_image_eval", {"image_size": model.cfg.image_size})
@@ -432,6 +441,11 @@ def main(argv=None):
     parser.add_argument("--amp", choices=["none", "bf16"], default="none")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(
+        "--llm-bf16",
+        action="store_true",
+        help="the frozen LLM's weights in bf16, as the real recipe loads Qwen-7B-Chat (with --amp bf16)",
+    )
+    parser.add_argument(
         "--cached-features", action="store_true", help="also time our step from cached Q-former outputs"
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the LLM decoder layers (run.compile)")
@@ -449,13 +463,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.varied_lengths and args.workload != "shapes":
         parser.error("--varied-lengths spreads the shapes conversations' lengths: use it with --workload shapes")
+    if args.llm_bf16 and args.amp != "bf16":
+        parser.error("--llm-bf16 keeps the frozen LLM in bf16 under bf16 autocast: use it with --amp bf16")
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if args.amp == "bf16" else torch.float32
     size = MATMUL_SIZE[torch.device(args.device).type]
     rate = matmul_rate(args.device, dtype, size)
     print(
-        f"device {args.device}, {torch.get_num_threads()} CPU threads, amp {args.amp}, compile {args.compile}, "
+        f"device {args.device}, {torch.get_num_threads()} CPU threads, amp {args.amp}, LLM weights "
+        f"{'bf16' if args.llm_bf16 else 'as built'}, compile {args.compile}, "
         f"workload {args.workload}; measured {dtype} {size}^3 matmul rate: {rate / 1e9:.1f} GFLOP/s; "
         f"rows {'in this process' if args.in_process else 'each in a fresh process'}"
     )
@@ -469,7 +486,7 @@ def prepared(args, name, batch_size, show_statistics=False):
     """(model, image processor, batches) of one config and batch size, the same in every process."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, processor = build(name, args.device, args.workload)
+    model, processor = build(name, args.device, args.workload, args.llm_bf16)
     if args.compile:
         compile_llm_layers(model, True, args.device)
     if args.workload == "realistic":
