@@ -148,7 +148,7 @@ class Batcher:
         self.waiting = collections.deque()
         self.condition = threading.Condition()
         self.running = []  # the rows of the batch being generated
-        self.counts = collections.Counter()  # batches, rows, finished, cancelled, failed, largest_batch
+        self.counts = dict.fromkeys(("batches", "rows", "finished", "cancelled", "failed", "largest_batch"), 0)
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="serve-batcher", daemon=True)
 

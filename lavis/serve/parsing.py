@@ -19,8 +19,6 @@ import re
 from typing import List, Optional
 
 from lavis.chat import (
-    IMAGE_CLOSE,
-    IMAGE_OPEN,
     MAX_IMAGE_BYTES,
     ImageError,
     image_parts,
@@ -74,7 +72,8 @@ class Sampling:
     def generate_kwargs(self):
         if not self.do_sample:
             return {"do_sample": False}
-        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
+        # top_k off: OpenAI has none (transformers' default would be 50), as the chat layer's default
+        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": 0}
 
 
 @dataclasses.dataclass
@@ -302,10 +301,9 @@ def _user_parts(content, where, limits, images):
                 "invalid_value",
             )
         previous = "text" if kind == "text" else "image"
-    parts = merge_parts(parts)
-    if not any(p is IMAGE_SLOT or p not in (IMAGE_OPEN, IMAGE_CLOSE) and p.strip() for p in parts):
+    if IMAGE_SLOT not in parts and not "".join(parts).strip():
         raise RequestError(f"{where} is empty", where, "invalid_value")
-    return parts
+    return merge_parts(parts)
 
 
 DATA_URL = re.compile(r"data:([^,;]*)((?:;[^,;]*)*),(.*)", re.S)
