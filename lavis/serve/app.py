@@ -88,16 +88,17 @@ def create_app(chat_model, batcher, model_id, limits, api_key=None):
 
     @app.post("/v1/chat/completions")
     async def completions(request: Request):
-        body = parse_body(await _read_body(request, max_body))
-        parsed, (prompt_ids, images, max_tokens) = await run_in_threadpool(prepare, body)
         loop, events = asyncio.get_running_loop(), asyncio.Queue()
 
         def emit(event):  # on the generation thread
             with contextlib.suppress(RuntimeError):  # the loop has closed: the server is stopping
                 loop.call_soon_threadsafe(events.put_nowait, event)
 
-        row = Row(prompt_ids, images, max_tokens, parsed.sampling, emit, parsed.seed, parsed.stop)
-        batcher.submit(row)
+        with batcher.arriving():
+            body = parse_body(await _read_body(request, max_body))
+            parsed, (prompt_ids, images, max_tokens) = await run_in_threadpool(prepare, body)
+            row = Row(prompt_ids, images, max_tokens, parsed.sampling, emit, parsed.seed, parsed.stop)
+            batcher.submit(row)
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model_id}
         if parsed.stream:
             return StreamingResponse(

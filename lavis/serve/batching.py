@@ -2,7 +2,8 @@
 
 The app hands each checked request to the :class:`Batcher` as a :class:`Row` (prompt ids,
 processed images, settings).  The batcher's one generation thread takes the oldest waiting row
-and, within `window_s`, every other waiting row that may share its batch (up to
+and, within `window_s` (longer while requests are still being received and checked:
+:meth:`Batcher.arriving`), every other waiting row that may share its batch (up to
 `max_batch_size`), encodes all their images in one ViT + Q-former pass and generates them in one
 `model.generate_from_ids` call (left padding; stop ids per row).  Each row has its own text
 pipeline (the chat layer's :class:`~lavis.chat.TokenTextStreamer` and
@@ -18,6 +19,7 @@ request gives the same reply whatever else arrives.  The queue of waiting rows i
 """
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -32,6 +34,9 @@ from lavis.serve.parsing import Sampling
 
 #: Seconds a client is told to wait (Retry-After) when the queue is full
 RETRY_AFTER_S = 1
+#: The longest a batch waits for requests still being received and checked (their images decoded):
+#: under load these take longer than the window, and a row that misses its batch waits a whole batch
+ARRIVING_WAIT_S = 0.25
 
 
 @dataclasses.dataclass(eq=False)
@@ -149,6 +154,7 @@ class Batcher:
         self.condition = threading.Condition()
         self.running = []  # the rows of the batch being generated
         self.counts = dict.fromkeys(("batches", "rows", "finished", "cancelled", "failed", "largest_batch"), 0)
+        self._arriving = 0  # requests being received and checked (see `arriving`)
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="serve-batcher", daemon=True)
 
@@ -165,6 +171,19 @@ class Batcher:
         self._thread.join(timeout)
 
     # -- the request side (event loop) ---------------------------------------------------
+    @contextlib.contextmanager
+    def arriving(self):
+        """Around receiving, checking and submitting a request: a batch about to start waits for it
+        (up to ARRIVING_WAIT_S), so that requests sent together are generated together."""
+        with self.condition:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self.condition:
+                self._arriving -= 1
+                self.condition.notify_all()
+
     def submit(self, row):
         with self.condition:
             if len(self.waiting) >= self.max_queue:
@@ -208,10 +227,11 @@ class Batcher:
                 if self._stopping:
                     return None
                 head = self.waiting[0]
-                key, deadline = head.key, time.monotonic() + self.window_s
+                key, start = head.key, time.monotonic()
                 while not self._stopping and head in self.waiting:  # a cancelled head leaves the queue
                     mates = sum(1 for row in self.waiting if row.key == key)
-                    left = deadline - time.monotonic()
+                    wait = max(self.window_s, ARRIVING_WAIT_S) if self._arriving else self.window_s
+                    left = start + wait - time.monotonic()
                     if key is head or mates >= self.max_batch_size or left <= 0:
                         break
                     self.condition.wait(left)

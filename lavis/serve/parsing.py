@@ -38,7 +38,7 @@ ROLES = ("system", "developer", "user", "assistant")  # "developer": OpenAI's ne
 # fields of OpenAI's request that change nothing at these values (clients send them by default)
 NEUTRAL = {"frequency_penalty": 0, "presence_penalty": 0, "logprobs": False}
 FIELDS = {
-    "model",  # echoed, not checked: one model is served
+    "model",  # not checked: one model is served, and replies name it
     "messages",
     "temperature",
     "top_p",
