@@ -2,10 +2,11 @@
 
 The app hands each checked request to the :class:`Batcher` as a :class:`Row` (prompt ids,
 processed images, settings).  The batcher's one generation thread takes the oldest waiting row
-and, within `window_s` (longer while requests are still being received and checked:
-:meth:`Batcher.arriving`), every other waiting row that may share its batch (up to
-`max_batch_size`), encodes all their images in one ViT + Q-former pass and generates them in one
-`model.generate_from_ids` call (left padding; stop ids per row).  Each row has its own text
+and, within a short window (`window_s`, or 5 % of what the previous batch took, and longer while
+requests are still being received and checked: :meth:`Batcher.arriving`), every other waiting row
+that may share its batch (up to `max_batch_size`), encodes all their images in one ViT + Q-former
+pass and generates them in one `model.generate_from_ids` call (left padding; stop ids per row).
+Each row has its own text
 pipeline (the chat layer's :class:`~lavis.chat.TokenTextStreamer` and
 :class:`~lavis.chat.TextShaper`, plus the request's `stop` strings) and its own end: a stop id, a
 stop string, its `max_tokens` or its client leaving, after which its row is done (a stopping
@@ -37,6 +38,10 @@ RETRY_AFTER_S = 1
 #: The longest a batch waits for requests still being received and checked (their images decoded):
 #: under load these take longer than the window, and a row that misses its batch waits a whole batch
 ARRIVING_WAIT_S = 0.25
+#: A batch waits for more requests at least this share of what the previous batch took (up to
+#: ARRIVING_WAIT_S): clients whose answers that batch just gave send their next requests now, and a
+#: request that misses a batch waits a whole batch; 5 % of latency buys them their place
+LAST_BATCH_SHARE = 0.05
 
 
 @dataclasses.dataclass(eq=False)
@@ -155,6 +160,7 @@ class Batcher:
         self.running = []  # the rows of the batch being generated
         self.counts = dict.fromkeys(("batches", "rows", "finished", "cancelled", "failed", "largest_batch"), 0)
         self._arriving = 0  # requests being received and checked (see `arriving`)
+        self._last_batch_s = 0.0  # how long the previous batch took
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="serve-batcher", daemon=True)
 
@@ -228,9 +234,10 @@ class Batcher:
                     return None
                 head = self.waiting[0]
                 key, start = head.key, time.monotonic()
+                window = max(self.window_s, min(ARRIVING_WAIT_S, LAST_BATCH_SHARE * self._last_batch_s))
                 while not self._stopping and head in self.waiting:  # a cancelled head leaves the queue
                     mates = sum(1 for row in self.waiting if row.key == key)
-                    wait = max(self.window_s, ARRIVING_WAIT_S) if self._arriving else self.window_s
+                    wait = max(window, ARRIVING_WAIT_S) if self._arriving else window
                     left = start + wait - time.monotonic()
                     if key is head or mates >= self.max_batch_size or left <= 0:
                         break
@@ -253,7 +260,9 @@ class Batcher:
             batch = self._take()
             if batch is None:
                 return
+            start = time.monotonic()
             self._generate(batch)
+            self._last_batch_s = time.monotonic() - start
             with self.condition:
                 self.running = []
 

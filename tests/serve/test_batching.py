@@ -1,7 +1,8 @@
 """Batching against the real server: concurrent greedy requests generated together give what each
 gives alone (left padding, per-row max_tokens and images); a seeded sampled request gives the same
 reply whatever runs beside it; a full queue answers 503 with Retry-After; a client that leaves
-(mid-stream or while waiting for a whole reply) cancels its row."""
+(mid-stream or while waiting for a whole reply) cancels its row; a batch waits for the requests
+still being checked."""
 
 import json
 import threading
@@ -10,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from lavis.serve.batching import Batcher, Row
+from lavis.serve.parsing import Sampling
 from tests.helpers.chat import LONG_QUESTION
 from tests.serve.conftest import MAX_BATCH, MAX_QUEUE
 from tests.serve.test_app import AUTH, data_url, image_part, text_part
@@ -126,3 +129,27 @@ def test_a_client_leaving_before_its_whole_reply_cancels_its_row(server, image_d
     after = wait_for(server, lambda h: h["running_rows"] == 0 and h["cancelled"] > before["cancelled"])
     assert after["finished"] == before["finished"]  # stopped, not finished
     assert time.monotonic() - started < 30
+
+
+def test_a_batch_waits_for_requests_still_being_checked():
+    """In process, no model: the window alone (0 s here) would start the batch with the first row;
+    a request being received and checked (`arriving`) gets its place in it."""
+    batcher = Batcher(chat_model=None, max_batch_size=4, window_s=0.0)
+    rows = [Row([1, 2], [], 4, Sampling(), emit=None) for _ in range(3)]
+    batcher.submit(rows[0])
+    taken = []
+    with batcher.arriving():
+        taker = threading.Thread(target=lambda: taken.append(batcher._take()))
+        taker.start()
+        time.sleep(0.05)
+        assert not taken  # waiting for the request being checked
+        batcher.submit(rows[1])
+    taker.join(5)
+    assert taken == [rows[:2]]
+    batcher.running = []
+    batcher.submit(rows[2])  # nothing arriving: the batch starts at once
+    assert batcher._take() == [rows[2]]
+    seeded = [Row([1], [], 4, Sampling(True, 0.8, 1.0), emit=None, seed=7) for _ in range(2)]
+    for row in seeded:
+        batcher.submit(row)
+    assert batcher._take() == [seeded[0]]  # a seeded sampled row runs alone
