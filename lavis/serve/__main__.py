@@ -67,7 +67,8 @@ def main(argv=None):
         if args.allow_local_dir is not None and not os.path.isdir(args.allow_local_dir):
             raise UserError(f"--allow-local-dir {args.allow_local_dir}: not a folder")
         try:
-            sock = socket.create_server((args.host, args.port))
+            family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+            sock = socket.create_server((args.host, args.port), family=family)
         except OSError as err:
             raise UserError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
         print("loading the model...", flush=True)

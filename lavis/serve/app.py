@@ -185,6 +185,8 @@ async def _collect(events):
 
 
 def _sse(data):
+    # OpenAI's stream is plain server-sent events, one `data: JSON` line each: written here rather
+    # than adding a package for it
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 

@@ -306,6 +306,8 @@ def _user_parts(content, where, limits, images):
     return merge_parts(parts)
 
 
+# data: URLs (RFC 2397) parsed here: the standard library reads them only by "opening" them
+# (urllib.request), the way every other URL is fetched, which the server never does
 DATA_URL = re.compile(r"data:([^,;]*)((?:;[^,;]*)*),(.*)", re.S)
 
 
