@@ -153,3 +153,5 @@ def test_a_batch_waits_for_requests_still_being_checked():
     for row in seeded:
         batcher.submit(row)
     assert batcher._take() == [seeded[0]]  # a seeded sampled row runs alone
+    batcher.cancel(seeded[1])  # its client left while it waited: it leaves the queue
+    assert not batcher.waiting and batcher.health()["cancelled"] == 1

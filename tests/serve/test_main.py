@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from lavis.serve.__main__ import main
+from lavis.serve.__main__ import main, parse_args
 
 
 def serve(capsys, *args):
@@ -33,3 +33,7 @@ def test_a_missing_local_dir_and_bad_numbers_are_refused(capsys, tmp_path):
         serve(capsys, "--max-batch-size", "0")
     assert caught.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith("--max-batch-size: must be >= 1, got 0")
+
+
+def test_it_binds_to_this_machine_unless_told_otherwise():
+    assert parse_args([]).host == "127.0.0.1"
