@@ -3,7 +3,7 @@
 The layers, lowest first (the one place they are written down):
 
     common < processors < models < datasets, tasks < runners < lavis/__init__ (registers all of
-    the above) < chat, run_builder (the application) < tools
+    the above) < chat, serve, run_builder (the application) < tools
 
 A function-level import of a lavis module is allowed only where it breaks a real cycle or defers
 a heavy optional dependency, and then the comment just above it says which (`cycle:`/`defer:`).
@@ -23,7 +23,7 @@ LAYERS = [
     {"datasets", "tasks"},
     {"runners"},
     {""},  # lavis/__init__.py: importing it registers every component below
-    {"chat", "run_builder"},
+    {"chat", "serve", "run_builder"},
     {"tools"},
 ]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}

@@ -24,16 +24,16 @@ The package, in the order of the flow (each module says its place):
 * :mod:`~lavis.chat.errors`: :class:`ChatError`, :class:`ImageError`, :func:`one_line`;
 * :mod:`~lavis.chat.loading`: checkpoints, :class:`ChatModel`, :func:`load_chat_model`
   and the generation thread;
-* :mod:`~lavis.chat.images`: :func:`load_image`, :func:`example_image_path`, limits;
+* :mod:`~lavis.chat.images`: :func:`load_image`, :func:`load_image_bytes`, :func:`example_image_path`, limits;
 * :mod:`~lavis.chat.settings`: :class:`GenerationSettings` and parsing;
 * :mod:`~lavis.chat.session`: :class:`Conversation`, query parts, :class:`ChatSession`;
-* :mod:`~lavis.chat.streaming`: :class:`Reply`, :class:`TokenTextStreamer`, cancelling.
+* :mod:`~lavis.chat.streaming`: :class:`Reply`, :class:`TokenTextStreamer`, :class:`TextShaper`, cancelling.
 
 Every public name is re-exported here: `from lavis.chat import X` works for all of them.
 """
 
 from lavis.chat.errors import ChatError, ImageError, one_line
-from lavis.chat.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, example_image_path, load_image
+from lavis.chat.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, example_image_path, load_image, load_image_bytes
 from lavis.chat.loading import (
     DEFAULT_MODEL_TYPE,
     REPO_ROOT,
@@ -53,7 +53,7 @@ from lavis.chat.session import (
     render_query,
 )
 from lavis.chat.settings import MAX_WINDOW_SIZE, GenerationSettings
-from lavis.chat.streaming import STREAM_INTERVAL, Reply, TokenTextStreamer
+from lavis.chat.streaming import STREAM_INTERVAL, Reply, TextShaper, TokenTextStreamer
 
 __all__ = [
     "ChatError",
@@ -69,10 +69,12 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "example_image_path",
     "load_image",
+    "load_image_bytes",
     "MAX_WINDOW_SIZE",
     "GenerationSettings",
     "STREAM_INTERVAL",
     "Reply",
+    "TextShaper",
     "TokenTextStreamer",
     "IMAGE_CLOSE",
     "IMAGE_OPEN",

@@ -1,10 +1,12 @@
 """Step 2 of the flow: the images a person adds, opened defensively.
 
-:func:`load_image` opens an image file as RGB or raises a one-line
-:class:`~lavis.chat.errors.ImageError` (size, pixel count, decompression bombs,
-truncated or non-image files); :func:`example_image_path` makes a cached example image.
+:func:`load_image` opens an image file (:func:`load_image_bytes` an image's encoded bytes, as
+the server receives them) as RGB or raises a one-line :class:`~lavis.chat.errors.ImageError`
+(size, pixel count, decompression bombs, truncated or non-image files); :func:`example_image_path`
+makes a cached example image.
 """
 
+import io
 import os
 import warnings
 
@@ -30,13 +32,31 @@ def load_image(path, max_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_IMAGE_PIXELS):
         raise ImageError(f"no such file: {path}")
     if not os.path.isfile(path):
         raise ImageError(f"not a file: {path}")
-    size = os.path.getsize(path)
+    _check_bytes(name, os.path.getsize(path), max_bytes)
+    try:
+        return _decode(path, name, max_pixels)
+    except PermissionError:
+        raise ImageError(f"cannot read {path}: permission denied") from None
+
+
+def load_image_bytes(data, name="the image", max_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_IMAGE_PIXELS):
+    """An image's encoded bytes (e.g. a request's base64 data) as RGB, checked as :func:`load_image`
+    checks a file; `name` is what the messages call it."""
+    _check_bytes(name, len(data), max_bytes)
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _check_bytes(name, size, max_bytes):
     if size > max_bytes:
         raise ImageError(f"{name} is too large: {size / 2**20:.1f} MiB (limit {max_bytes / 2**20:.0f} MiB)")
+
+
+def _decode(source, name, max_pixels):
+    """A path or file object -> RGB image; the pixel count checked from the header first."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 width, height = image.size
                 if width * height > max_pixels:
                     raise ImageError(f"{name} is too large: {width}x{height} pixels (limit {max_pixels:,} pixels)")
@@ -49,7 +69,7 @@ def load_image(path, max_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_IMAGE_PIXELS):
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError(f"{name} refused as a possible decompression bomb: {one_line(err)}") from None
     except PermissionError:
-        raise ImageError(f"cannot read {path}: permission denied") from None
+        raise
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageError(f"cannot read {name} as an image (truncated or corrupt?): {one_line(err)}") from None
 

@@ -53,6 +53,11 @@ class TokenTextStreamer:
         self._stopped = False
         self._decoder = tokenizer.stream_decoder()
 
+    @property
+    def stopped(self):
+        """True once a stop id has ended the text."""
+        return self._stopped
+
     def put(self, value):
         if self.cancel is not None and self.cancel.is_set():
             raise _Cancelled
@@ -85,9 +90,10 @@ class TokenTextStreamer:
             self.on_text(text)
 
 
-class _TextShaper:
-    """Text pieces -> what to show: leading whitespace dropped, trailing whitespace held back
-    until more text follows (the response is stripped), so the shown text equals the response."""
+class TextShaper:
+    """Text pieces -> what to show (replies here, the server's streamed deltas): leading whitespace
+    dropped, trailing whitespace held back until more text follows (the response is stripped), so
+    the shown text equals the response."""
 
     def __init__(self):
         self.held = ""
@@ -208,7 +214,7 @@ class Reply:
             raise RuntimeError("a Reply can be iterated once")
         self._consumed = True
         self.start()
-        shaper = _TextShaper()
+        shaper = TextShaper()
         done = False
         try:
             while True:
@@ -274,7 +280,7 @@ class Reply:
         if self._started:
             raise RuntimeError("this Reply has already started")
         self._started = self._consumed = True
-        shaper = _TextShaper()
+        shaper = TextShaper()
 
         def show(text):
             body = self._show(shaper, text)
