@@ -14,6 +14,7 @@ import os
 
 import torch
 from torch import nn
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from lavis.common.checkpoint import CheckpointError, latest_epoch_checkpoint
 from lavis.common.dtypes import autocast_dtype_named
@@ -321,13 +322,16 @@ class MiniGPT4Qwen(BaseModel):
             do_sample=False,
             eos_token_id=self.stop_ids,
             pad_token_id=tok.pad_token_id,
-            # never the embedding's padding rows, nor an image slot
-            suppress_tokens=[self.replace_image_token_id, *range(len(tok), self.llm_model.config.vocab_size)],
             # one process generates alone, also under FSDP (the runner gathers the weights first);
             # transformers would otherwise wait for the other ranks at every token
             synced_gpus=False,
         )
         kwargs.update(generate_kwargs)
+        if "suppress_tokens" not in kwargs:  # never the embedding's padding rows, nor an image slot
+            banned = [self.replace_image_token_id, *range(len(tok), self.llm_model.config.vocab_size)]
+            suppress = _SuppressedIds(banned, self.llm_model.config.vocab_size, self.device)
+            # custom processors run after transformers' own, before the sampling warpers (top_p, ...)
+            kwargs["logits_processor"] = LogitsProcessorList([*(kwargs.get("logits_processor") or []), suppress])
         # input_ids ride along with the embeddings so that `repetition_penalty` also sees the
         # prompt (as in Qwen's own chat); the returned rows then start with them.
         out = self.llm_model.generate(
@@ -395,3 +399,17 @@ class MiniGPT4Qwen(BaseModel):
     def convert_checkpoint_keys(self, state):
         """Original MiniGPT4Qwen key names (LAVIS / Qwen-1) -> ours; ours pass through."""
         return checkpoint_keys.convert_checkpoint_keys(self, state)
+
+
+class _SuppressedIds(LogitsProcessor):
+    """A logits processor that bans `ids` from being generated.  Hand-written because
+    transformers' `suppress_tokens` rebuilds its mask with `torch.isin` at every step, which costs
+    as much as the LLM itself when the ids are many (a model whose embedding has ~150k padding rows
+    past its tokenizer); this mask is made once."""
+
+    def __init__(self, ids, vocab_size, device):
+        self.mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+        self.mask[list(ids)] = True
+
+    def __call__(self, input_ids, scores):
+        return scores.masked_fill(self.mask[: scores.shape[-1]], float("-inf"))
