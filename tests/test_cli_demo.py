@@ -68,6 +68,9 @@ def interrupt_while_streaming(child, tries=5):
     wrote up to then holds the answer's end, it is let go and asked again; otherwise Ctrl-C
     (its SIGINT) is sent while it is stopped mid-answer and lands in the generation when it goes
     on (or, if the answer was already whole, the prompt comes back with it and it is asked again)."""
+    # the child at a lower priority: on a busy machine this reader then runs before it, and
+    # sees the answer start long before it ends (on an idle one nothing changes)
+    os.setpriority(os.PRIO_PROCESS, child.pid, 10)
     for _ in range(tries):
         child.sendline(LONG_QUESTION)
         child.expect_exact("MiniGPT4Qwen: ")

@@ -18,7 +18,8 @@ from tests.helpers.train_script import evaluate_on, train
 @pytest.mark.slow
 def test_moving_shapes_learns_the_direction_and_follows_reversed_frames(tmp_path):
     cfg = "lavis/projects/synthetic/moving_shapes_tiny.yaml"
-    accuracy, total, groups = train(tmp_path, cfg, f"run.output_dir={tmp_path / 'out'}")
+    # 3 of the config's 4 epochs, to keep the suite short (97.5 % of 200 held-out, 2026-12-03)
+    accuracy, total, groups = train(tmp_path, cfg, f"run.output_dir={tmp_path / 'out'}", "run.max_epoch=3")
     assert total == 200 and accuracy >= 90.0 and min(groups.values()) >= 85.0, groups  # chance: 25 %
     assert set(groups) == {"direction/en", "direction/zh"}
     root = tmp_path / "cache" / "dataset" / "moving_shapes"
