@@ -68,9 +68,6 @@ def interrupt_while_streaming(child, tries=5):
     wrote up to then holds the answer's end, it is let go and asked again; otherwise Ctrl-C
     (its SIGINT) is sent while it is stopped mid-answer and lands in the generation when it goes
     on (or, if the answer was already whole, the prompt comes back with it and it is asked again)."""
-    # the child at a lower priority: on a busy machine this reader then runs before it, and
-    # sees the answer start long before it ends (on an idle one nothing changes)
-    os.setpriority(os.PRIO_PROCESS, child.pid, 10)
     for _ in range(tries):
         child.sendline(LONG_QUESTION)
         child.expect_exact("MiniGPT4Qwen: ")
@@ -83,7 +80,9 @@ def interrupt_while_streaming(child, tries=5):
         except pexpect.TIMEOUT:
             pass
         child.buffer += written  # read around pexpect's expect: handed back to it
-        if "\n" in child.buffer:  # the answer ended before the child stopped
+        # the answer ended before the child stopped: the prompt came after it (its end is no sign: the
+        # untrained model's long answer holds a newline of its own)
+        if PROMPT in child.buffer:
             os.kill(child.pid, signal.SIGCONT)
             child.expect_exact(PROMPT)
             command(child, ":clh", "[INFO] 1 turn(s) of history cleared")
