@@ -83,6 +83,7 @@ from lavis.datasets.datasets.instruction_dataset import InstructionDataset  # no
 from lavis.datasets.synthetic.shapes import corpus_lines, ensure_shapes_dataset  # noqa: E402
 from lavis.models import load_model  # noqa: E402
 from lavis.processors import load_processor  # noqa: E402
+from lavis.processors.chat_format import IGNORE_INDEX  # noqa: E402
 from lavis.runners.compile import compile_llm_layers  # noqa: E402
 from lavis.runners.samplers import ResumableSampler  # noqa: E402
 
@@ -324,7 +325,7 @@ def token_counts(model, batch):
     head must run)."""
     encoded = [model.prompt.encode_conversation(c, model.max_txt_len) for c in batch["conversations"]]
     lengths = [len(e.input_ids) for e in encoded]
-    labelled = sum(sum(label != -100 for label in e.labels[1:]) for e in encoded)
+    labelled = sum(sum(label != IGNORE_INDEX for label in e.labels[1:]) for e in encoded)
     return sum(lengths), max(lengths) * len(lengths), labelled
 
 
@@ -482,13 +483,16 @@ def main(argv=None):
     return 0
 
 
-def prepared(args, name, batch_size, show_statistics=False):
-    """(model, image processor, batches) of one config and batch size, the same in every process."""
+def prepared(args, name, batch_size, show_statistics=False, with_batches=True):
+    """(model, image processor, batches) of one config and batch size, the same in every process
+    (batches None without `with_batches`)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     model, processor = build(name, args.device, args.workload, args.llm_bf16)
     if args.compile:
         compile_llm_layers(model, True, args.device)
+    if not with_batches:
+        return model, processor, None
     if args.workload == "realistic":
         return model, processor, realistic_batches(model, batch_size, args.steps + 2, show_statistics=show_statistics)
     return model, processor, batches(model, processor, batch_size, args.steps + 2)
@@ -497,8 +501,9 @@ def prepared(args, name, batch_size, show_statistics=False):
 def time_row(args, name, batch_size, label):
     """The figures of one row ("ours", "original", "cached", or "random"/"grouped" with
     --varied-lengths), model and data built afresh (in a fresh process, its peak memory is the row's)."""
-    model, processor, data = prepared(args, name, batch_size)
-    if label in ("random", "grouped"):
+    varied = label in ("random", "grouped")  # these make their own batches
+    model, processor, data = prepared(args, name, batch_size, with_batches=not varied)
+    if varied:
         random_batches, grouped = varied_length_batches(model, processor, batch_size, args.steps)
         # the same 2 warm-up steps before each, then all the samples timed
         data = random_batches[:2] + (random_batches if label == "random" else grouped)
@@ -526,7 +531,8 @@ def memory_text(device, figures):
 
 def time_config(args, name, batch_size, rate):
     """Print the rows of one config at one batch size."""
-    model, _, data = prepared(args, name, batch_size, show_statistics=True)
+    # this process's model: the statistics, the parameter counts and whether a cache row applies
+    model, _, data = prepared(args, name, batch_size, show_statistics=True, with_batches=args.workload == "realistic")
     print(
         f"\n== {name}: batch {batch_size}, {args.steps} steps, "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters "
