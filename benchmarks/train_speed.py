@@ -2,7 +2,8 @@
 
     python benchmarks/train_speed.py [--configs tiny small] [--workload shapes|realistic] [--batch 4 16]
                                      [--steps 10] [--device cpu|cuda] [--amp bf16] [--llm-bf16]
-                                     [--cached-features] [--compile] [--epoch 18800] [--in-process]
+                                     [--cached-features] [--packing] [--compile] [--epoch 18800]
+                                     [--in-process]
     python benchmarks/train_speed.py --varied-lengths [--configs small]
 
 For each named config (and each `--batch` size, default the config's own) it trains `--steps`
@@ -34,7 +35,9 @@ Two step implementations:
 Both run the frozen ViT and Q-former at every step. With `--cached-features`, a third row, "cached":
 our step when the frozen image side's outputs come from a cache (`run.use_cached_features`;
 precomputed in memory here, the precomputation timed apart), so only llm_proj and the LLM run;
-configs whose image side trains (tiny) have no cache and skip it. `--compile` compiles the LLM's
+configs whose image side trains (tiny) have no cache and skip it. With `--packing`, a row
+"packed": our step with `run.packing` (several samples per row, `lavis/models/llm/packing.py`),
+from cached features where the "cached" row runs. `--compile` compiles the LLM's
 decoder layers first (as `run.compile: true` does; compilation falls in the 2 warm-up steps).
 `--varied-lengths` (shapes workload) gives the answers a spread of lengths like LLaVA's (each
 answer repeated 1 to 60 times) and times our step on the same samples in random batches and in
@@ -310,23 +313,23 @@ def original_step_loss(model, samples):
     labels = torch.tensor([e.labels + [-100] * (pad - len(e.labels)) for e in encoded], device=model.device)
     mask = torch.tensor([[1] * len(e.input_ids) + [0] * (pad - len(e.input_ids)) for e in encoded], device=model.device)
     embeds = model.embed_with_images(ids, model.encode_image(samples["image"]))
-    return model.llm_model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss, ids.numel()
+    # the head runs at every position of every padded row
+    return model.llm_model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss, ids.numel(), ids.numel()
 
 
 def our_step_loss(model, samples):
-    """Ours: returns the loss and the positions where the LM head ran (labelled ones only)."""
+    """Ours: returns the loss, the positions where the LM head ran (labelled ones only) and the
+    positions the decoder computed (rows x longest row: padded, or packed)."""
     out = model(samples)
-    return out["loss"], out["num_tokens"]
+    return out["loss"], out["num_tokens"], out["num_padded_tokens"]
 
 
 def token_counts(model, batch):
-    """(real tokens, tokens after padding to the batch's longest sample, labelled positions), counted
-    outside the timing; the labelled positions are those whose next token is a label (where the LM
-    head must run)."""
+    """(real tokens, labelled positions), counted outside the timing; the labelled positions are
+    those whose next token is a label (where the LM head must run)."""
     encoded = [model.prompt.encode_conversation(c, model.max_txt_len) for c in batch["conversations"]]
-    lengths = [len(e.input_ids) for e in encoded]
     labelled = sum(sum(label != IGNORE_INDEX for label in e.labels[1:]) for e in encoded)
-    return sum(lengths), max(lengths) * len(lengths), labelled
+    return sum(len(e.input_ids) for e in encoded), labelled
 
 
 MATMUL_SIZE = {"cpu": 2048, "cuda": 8192}  # a 2048^3 product takes a GPU too short a time to reach its rate
@@ -366,7 +369,7 @@ def flops_per_step(model, tokens, head_positions, images):
     return forward + 2 * body * tokens + 2 * head * head_positions + 2 * trainable * tokens
 
 
-def measure(model, data, step_loss, pads_to_max, device, amp, warmup=2):
+def measure(model, data, step_loss, device, amp, warmup=2):
     """Time `step_loss` over `data` after `warmup` steps. Returns a dict of the figures: seconds,
     samples, real and padded tokens, computed FLOPs (padded tokens, the head where it ran), useful
     FLOPs (real tokens, the head at labelled positions only), peak memory (bytes; on CPU the peak
@@ -388,15 +391,15 @@ def measure(model, data, step_loss, pads_to_max, device, amp, warmup=2):
         if batch.get("image_features") is not None:
             batch["image_features"] = batch["image_features"].to(device)
         with autocast:
-            loss, head_positions = step_loss(model, batch)
+            loss, head_positions, computed_tokens = step_loss(model, batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if i >= warmup:
             samples += len(batch["conversations"])
             real += counts[i][0]
-            padded += model.max_txt_len * len(batch["conversations"]) if pads_to_max else counts[i][1]
-            labelled += counts[i][2]
+            padded += computed_tokens
+            labelled += counts[i][1]
             heads += head_positions
             images += 0 if batch["image"] is None else len(batch["image"])  # cached: no ViT / Q-former
     sync(device)
@@ -449,6 +452,9 @@ def main(argv=None):
     parser.add_argument(
         "--cached-features", action="store_true", help="also time our step from cached Q-former outputs"
     )
+    parser.add_argument(
+        "--packing", action="store_true", help="also time our step with several samples per row (run.packing)"
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the LLM decoder layers (run.compile)")
     parser.add_argument(
         "--varied-lengths",
@@ -499,8 +505,9 @@ def prepared(args, name, batch_size, show_statistics=False, with_batches=True):
 
 
 def time_row(args, name, batch_size, label):
-    """The figures of one row ("ours", "original", "cached", or "random"/"grouped" with
-    --varied-lengths), model and data built afresh (in a fresh process, its peak memory is the row's)."""
+    """The figures of one row ("ours", "original", "cached", "packed" / "cached+packed", or
+    "random"/"grouped" with --varied-lengths), model and data built afresh (in a fresh process,
+    its peak memory is the row's)."""
     varied = label in ("random", "grouped")  # these make their own batches
     model, processor, data = prepared(args, name, batch_size, with_batches=not varied)
     if varied:
@@ -508,10 +515,11 @@ def time_row(args, name, batch_size, label):
         # the same 2 warm-up steps before each, then all the samples timed
         data = random_batches[:2] + (random_batches if label == "random" else grouped)
     cache_seconds, cache_images = None, sum(len(b["image"]) for b in data)
-    if label == "cached":
+    if label.startswith("cached"):
         data, cache_seconds = cached_batches(model, data, args.device)
-    step, pads_to_max = (original_step_loss, True) if label == "original" else (our_step_loss, False)
-    figures = measure(model, [dict(b) for b in data], step, pads_to_max, args.device, args.amp)
+    model.pack_sequences = label.endswith("packed")
+    step = original_step_loss if label == "original" else our_step_loss
+    figures = measure(model, [dict(b) for b in data], step, args.device, args.amp)
     return dict(figures, cache_seconds=cache_seconds, cache_images=cache_images)
 
 
@@ -555,11 +563,13 @@ def time_config(args, name, batch_size, rate):
         labels.append("cached")
     elif args.cached_features:
         print("   cached: skipped (the image side trains in this config: nothing to cache)")
+    if args.packing:
+        labels.append("cached+packed" if "cached" in labels else "packed")
     del model, data
     results = {}
     for label in labels:
         f = results[label] = row_figures(args, name, batch_size, label)
-        if label == "cached":
+        if label.startswith("cached"):
             print(
                 f"   cache: {f['cache_images']} images through ViT + Q-former in {f['cache_seconds']:.2f} s "
                 f"({f['cache_images'] / f['cache_seconds']:.1f} images/s), once"
@@ -569,7 +579,7 @@ def time_config(args, name, batch_size, rate):
             f"  epoch of {args.epoch} samples: {args.epoch * seconds / f['samples'] / 3600:.2f} h" if args.epoch else ""
         )
         print(
-            f"   {label:9s} {f['samples'] / seconds:8.2f} samples/s  {f['real'] / seconds:9.0f} real tok/s  "
+            f"   {label:13s} {f['samples'] / seconds:8.2f} samples/s  {f['real'] / seconds:9.0f} real tok/s  "
             f"{f['padded'] / seconds:9.0f} padded tok/s  {memory_text(args.device, f)}  "
             f"computed {f['computed_flops'] / seconds / 1e9:.1f} GFLOP/s = {f['computed_flops'] / seconds / rate:.1%}, "
             f"useful {f['useful_flops'] / seconds / 1e9:.1f} GFLOP/s = {f['useful_flops'] / seconds / rate:.1%} "
@@ -584,6 +594,14 @@ def time_config(args, name, batch_size, rate):
         print(
             f"   ours from cached features is {ours['seconds'] / results['cached']['seconds']:.2f}x faster than "
             "ours from images"
+        )
+    packed = next((label for label in results if label.endswith("packed")), None)
+    if packed:
+        unpacked = results["cached" if packed == "cached+packed" else "ours"]
+        print(
+            f"   packed is {unpacked['seconds'] / results[packed]['seconds']:.2f}x faster than unpacked, at "
+            f"{results[packed]['peak'] / unpacked['peak']:.2f}x its peak memory and "
+            f"{results[packed]['peak'] / original['peak']:.2f}x the original's"
         )
 
 

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from lavis.chat.errors import ChatError, one_line
 from lavis.chat.settings import MAX_WINDOW_SIZE, GenerationSettings
-from lavis.common.checkpoint import CheckpointError, latest_epoch_checkpoint, load_file
+from lavis.common.checkpoint import CheckpointError, latest_epoch_checkpoint, load_file, not_a_checkpoint_file
 from lavis.common.config import build_model_config, drop_unused_keys, load_preprocess_config
 from lavis.common.errors import MissingFilesError, UserError
 from lavis.common.registry import registry
@@ -166,7 +166,7 @@ def load_chat_model(checkpoint_path=None, model_type=None, device=None, cfg_opti
         checkpoint_path = find_latest_checkpoint(output_dir)
     checkpoint_path = os.path.expanduser(os.fspath(checkpoint_path))
     if not os.path.isfile(checkpoint_path):
-        raise ChatError(f"checkpoint not found: {checkpoint_path}")
+        raise ChatError(not_a_checkpoint_file(checkpoint_path))
     try:
         state = load_file(checkpoint_path)
     except CheckpointError as err:

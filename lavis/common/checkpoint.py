@@ -46,7 +46,7 @@ def load_file(path, map_location="cpu", mmap=False):
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(not_a_checkpoint_file(path))
     if os.path.getsize(path) == 0:  # torch calls an empty file a pickle of unsafe objects
         raise CheckpointError(f"cannot read {path}: the file is empty (0 bytes; an interrupted copy?)")
     if path.endswith(".safetensors"):
@@ -247,6 +247,16 @@ def latest_checkpoint(output_dir):
         if checkpoints:
             return checkpoints[-1]
     return None
+
+
+def not_a_checkpoint_file(path):
+    """Why `path` (a checkpoint asked for, not a file) cannot be read, in one line: missing, or a
+    folder (then its newest epoch-end checkpoint, the file meant most often)."""
+    if os.path.isdir(path):
+        newest = latest_epoch_checkpoint(path)
+        hint = f"; its newest epoch checkpoint is {newest}" if newest else "; it holds no checkpoint_<epoch>.pth"
+        return f"{path} is a folder, not a checkpoint file{hint}"
+    return f"checkpoint not found: {path}"
 
 
 def latest_epoch_checkpoint(folder):

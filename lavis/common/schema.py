@@ -348,6 +348,9 @@ class RunConfig:
     resume_ckpt_path: Optional[str] = None  # a checkpoint to resume exactly; "auto": the newest under output_dir
     save_freq_iters: int = 0  # also checkpoint every N optimizer steps within an epoch (0: at epoch ends only)
     group_by_length: bool = False  # batch samples of similar length together (less padding)
+    # several samples per row of the LLM's batch, each with its own positions and causal mask
+    # (lavis/models/llm/packing.py): the same loss, fewer padded positions
+    packing: bool = False
     evaluate: bool = False
     train_splits: List[str] = field(default_factory=lambda: ["train"])
     valid_splits: List[str] = field(default_factory=list)

@@ -104,6 +104,7 @@ class RunnerBase:
         self.distributed = dist_utils.is_dist_avail_and_initialized()
         self.device = dist_utils.pick_device(self.run_cfg.device, self.distributed)
         self.model = model.to(self.device)  # the unwrapped model: checkpoints, evaluation
+        self.model.pack_sequences = self.run_cfg.packing  # run.packing: see lavis/models/llm/packing.py
         self.amp_dtype = autocast_dtype_named(self.run_cfg.autocast_dtype) if self.run_cfg.amp else None
         compile_llm_layers(self.model, self.run_cfg.compile, self.device)  # run.compile: see lavis/runners/compile.py
         self.train_model = self._wrap(self.model)  # what training steps call (DDP when distributed)

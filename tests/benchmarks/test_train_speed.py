@@ -11,22 +11,25 @@ def figures(line):
     return [float(x.replace(",", "")) for x in re.findall(r"([\d.]+) (?:samples/s|real tok/s|padded tok/s)", line)]
 
 
-def test_tiny_ours_original_and_cached_rows(capsys):
-    argv = ["--configs", "tiny", "--steps", "1", "--threads", "1", "--cached-features", "--in-process"]
-    assert train_speed.main([*argv, "--batch", "2", "3"]) == 0
+def test_tiny_ours_original_cached_and_packed_rows(capsys):
+    argv = ["--configs", "tiny", "--steps", "1", "--threads", "1", "--cached-features", "--packing", "--in-process"]
+    assert train_speed.main([*argv, "--batch", "3", "8"]) == 0
     out = capsys.readouterr().out
-    assert "== tiny: batch 2," in out and "== tiny: batch 3," in out
-    rows = {
-        line.split()[0]: figures(line)
-        for line in out.split("== tiny: batch 3,")[1].splitlines()
-        if re.match(r"\s+(ours|original)\s+[\d.]+ samples/s", line)
-    }
-    assert set(rows) == {"ours", "original"}
-    for samples, real, padded in rows.values():
-        assert samples > 0 and 0 < real <= padded
-    # the original pads every sample to max_txt_len: per sample it computes more padded tokens
-    assert rows["original"][2] / rows["original"][0] > rows["ours"][2] / rows["ours"][0]
+    assert "== tiny: batch 3," in out and "== tiny: batch 8," in out
+    per_sample = {}  # (batch, row) -> computed (padded or packed) tokens per sample
+    for batch, text in zip((3, 8), out.split("== tiny: batch 8,")):
+        for line in text.splitlines():
+            if re.match(r"\s+(ours|original|packed)\s+[\d.]+ samples/s", line):
+                samples, real, padded = figures(line)
+                assert samples > 0 and 0 < real <= padded
+                per_sample[batch, line.split()[0]] = padded / samples
+    assert {row for _, row in per_sample} == {"ours", "original", "packed"}
+    # the original pads every sample to max_txt_len: per sample it computes more padded tokens;
+    # packing the same samples computes fewer than padding them to the batch's longest
+    assert per_sample[3, "original"] > per_sample[3, "ours"]
+    assert per_sample[8, "ours"] > per_sample[8, "packed"]
     assert "ours is" in out and "cached: skipped (the image side trains" in out
+    assert "packed is" in out and "x faster than unpacked" in out
 
 
 def test_varied_lengths_groups_the_same_samples_with_less_padding(capsys):

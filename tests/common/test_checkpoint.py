@@ -65,6 +65,22 @@ def test_missing_file():
         load_file("/nonexistent/ckpt.pth")
 
 
+def test_a_folder_is_named_as_a_folder_with_its_newest_checkpoint(tmp_path):
+    with pytest.raises(
+        CheckpointError, match=rf"^{tmp_path} is a folder, not a checkpoint file; it holds no checkpoint"
+    ):
+        load_file(tmp_path)
+    job = tmp_path / "20260101000000"
+    job.mkdir()
+    for epoch in (0, 1):
+        save_file({"v": torch.tensor([1.0])}, job / f"checkpoint_{epoch}.pth")
+    with pytest.raises(CheckpointError) as err:
+        load_file(tmp_path)
+    assert str(err.value) == f"{tmp_path} is a folder, not a checkpoint file; its newest epoch checkpoint is " + str(
+        job / "checkpoint_1.pth"
+    )
+
+
 def test_interrupted_write_keeps_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pth"
     save_file({"v": torch.tensor([1.0])}, path)

@@ -105,6 +105,19 @@ def test_group_by_length_batches_similar_lengths_and_still_trains(shapes_root, t
     assert (tmp_path / "job" / "checkpoint_0.pth").exists()
 
 
+def test_packing_trains_with_the_unpacked_runs_losses(shapes_root, tmp_path):
+    """run.packing reaches the model, and a packed epoch logs the losses of an unpacked one."""
+    losses = {}
+    for packing in (False, True):
+        cfg = run_config(shapes_root, tmp_path / str(packing), max_epoch=1, valid_splits=[], packing=packing)
+        runner = make_runner(cfg)
+        assert runner.model.pack_sequences is packing
+        runner.train()
+        losses[packing] = [r["loss"] for r in read_log(tmp_path / str(packing) / "job" / "log.jsonl") if "loss" in r]
+    assert len(losses[True]) == 5
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+
+
 def test_loader_takes_the_collater_from_the_dataset(shapes_root, tmp_path):
     """As in LAVIS: the dataset's own `collater` batches it; concatenated parts must share one."""
 

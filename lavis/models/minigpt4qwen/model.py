@@ -25,6 +25,7 @@ from lavis.models.base_model import BaseModel
 from lavis.models.llm.head_loss import CHUNK_ELEMENTS, head_loss
 from lavis.models.llm.hf_llm import build_language_model
 from lavis.models.llm.llm_tokenizer import load_llm_tokenizer
+from lavis.models.llm.packing import pack_rows, packed_batch
 from lavis.models.minigpt4qwen import checkpoint_keys
 from lavis.models.minigpt4qwen.required_files import check_weight_files, missing_weight_files
 from lavis.models.qformer.blip2_qformer import query_features
@@ -92,6 +93,9 @@ class MiniGPT4Qwen(BaseModel):
         self.max_txt_len = cfg.max_txt_len
         #: logits per chunk of the head + loss (lavis/models/llm/head_loss.py); 0 computes them at once
         self.loss_chunk_elements = CHUNK_ELEMENTS
+        #: several samples per row of the decoder's batch (lavis/models/llm/packing.py); the runner
+        #: sets it from `run.packing`
+        self.pack_sequences = False
         if cfg.qformer_text_input:
             raise ValueError(
                 "model.qformer_text_input: True is not supported (MiniGPT4Qwen uses no Q-former text input)"
@@ -264,17 +268,28 @@ class MiniGPT4Qwen(BaseModel):
         given = sum(0 if t is None else t.shape[0] for t in (images, features))
         if total != given:
             raise ValueError(f"the batch's conversations have {total} {IMAGE_TOKEN} but {given} images were given")
-        keep, offset = [], 0
+        rows = None
+        if self.pack_sequences and len(encoded) > 1:  # rows up to max_txt_len, as the original pads to
+            lengths = [len(e.input_ids) for e in encoded]
+            rows = pack_rows(lengths, max(self.max_txt_len, *lengths))
+        order = range(len(encoded)) if rows is None else [i for row in rows for i in row]
+        starts = [0]
         for e in encoded:
-            keep += range(offset, offset + e.num_images)
-            offset += e.num_images_total
+            starts.append(starts[-1] + e.num_images_total)
+        # the images each sample kept, in the order their slots appear in the (packed) batch
+        keep = [k for i in order for k in range(starts[i], starts[i] + encoded[i].num_images)]
         image_embeds = self._image_embeds(images, features, keep)
 
-        input_ids = self._pad([e.input_ids for e in encoded], self.llm_tokenizer.pad_token_id)
-        labels = self._pad([e.labels for e in encoded], IGNORE_INDEX)
-        attention_mask = self._pad([[1] * len(e.input_ids) for e in encoded], 0)
+        pad_id = self.llm_tokenizer.pad_token_id
+        if rows is None:
+            input_ids = self._pad([e.input_ids for e in encoded], pad_id)
+            labels = self._pad([e.labels for e in encoded], IGNORE_INDEX)
+            inputs = {"attention_mask": self._pad([[1] * len(e.input_ids) for e in encoded], 0)}
+        else:  # per-sample positions and no mask: a block-diagonal causal mask
+            input_ids, labels, position_ids = packed_batch(encoded, rows, pad_id, self.device)
+            inputs = {"attention_mask": None, "position_ids": position_ids}
         embeds = self.embed_with_images(input_ids, image_embeds)
-        hidden = self._decoder()(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        hidden = self._decoder()(inputs_embeds=embeds, use_cache=False, **inputs).last_hidden_state
         targets = labels[:, 1:]
         selected = targets != IGNORE_INDEX
         num_tokens = int(selected.sum())
