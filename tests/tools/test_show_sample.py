@@ -17,6 +17,7 @@ def write_cfg(shapes_root, tmp_path, model_type):
                 build_info:
                   annotations:
                     train: {{storage: {shapes_root / "train.json"}}}
+                    val: {{storage: {shapes_root / "val.json"}}}
                   images: {{storage: {shapes_root / "image"}}}
             run: {{output_dir: {tmp_path / "out"}, device: cpu}}
             """
