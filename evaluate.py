@@ -44,7 +44,7 @@ def benchmark_tasks(cfg):
         raise ConfigError(f"run.task {cfg.run_cfg.task!r} is not a benchmark; evaluate.py runs {', '.join(names)}")
     tasks = {}
     for name in cfg.datasets_cfg:
-        tasks[name] = benchmark_task_of(name)
+        tasks[name] = benchmark_task_of(name, cfg.run_cfg)
         if tasks[name] is None:
             raise ConfigError(f"datasets.{name} is not a benchmark (evaluate.py reads benchmarks' released files)")
     return tasks

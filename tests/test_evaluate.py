@@ -16,10 +16,11 @@ from tests.helpers.distributed import free_port
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def write_eval_config(tmp_path, output_dir, task="mme", names=("mme", "mmbench", "pope")):
+def write_eval_config(tmp_path, output_dir, task="mme", names=("mme", "mmbench", "pope", "seed_bench")):
     data = tmp_path / "data"
     data.mkdir()
     mme, tsv, (pope_root, coco) = files.mme_root(data), files.mmbench_tsv(data), files.pope_files(data)
+    seed, seed_images = files.seed_files(data)
     eval_64 = {"eval": {"name": "blip_image_eval", "image_size": 64}}
     cfg = {
         "model": {"arch": "minigpt4qwen", "model_type": "tiny"},
@@ -28,6 +29,13 @@ def write_eval_config(tmp_path, output_dir, task="mme", names=("mme", "mmbench",
             "mmbench": {"build_info": {"annotations": {"test": {"storage": str(tsv)}}}, "vis_processor": eval_64},
             "pope": {
                 "build_info": {"annotations": {"test": {"storage": str(pope_root)}}, "images": {"storage": str(coco)}},
+                "vis_processor": eval_64,
+            },
+            "seed_bench": {
+                "build_info": {
+                    "annotations": {"test": {"storage": str(seed)}},
+                    "images": {"storage": str(seed_images)},
+                },
                 "vis_processor": eval_64,
             },
         },
@@ -55,7 +63,7 @@ def test_one_rank_and_two_ranks_write_the_same_predictions_and_scores(tmp_path):
     cfg = write_eval_config(tmp_path, tmp_path / "one")
     one = run_script("evaluate.py", "--cfg-path", str(cfg), timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
-    assert "MME" in one.stdout and "MMBench" in one.stdout and "POPE" in one.stdout
+    assert all(title in one.stdout for title in ("MME", "MMBench", "POPE", "SEED-Bench"))
     two = subprocess.run(
         [
             sys.executable,
@@ -76,12 +84,14 @@ def test_one_rank_and_two_ranks_write_the_same_predictions_and_scores(tmp_path):
         timeout=300,
     )
     assert two.returncode == 0, two.stderr[-3000:]
-    for name, count in (("mme", 6), ("mmbench", 3 + 4), ("pope", 9)):
+    for name, count in (("mme", 6), ("mmbench", 3 + 4), ("pope", 9), ("seed_bench", 2)):
         ones, twos = predictions(tmp_path / "one" / name), predictions(tmp_path / "two" / name)
         assert len(ones) == count, (name, len(ones))
         assert ones == twos, name
         record = ones[0]
-        assert set(record) == {"question_id", "prompt", "prediction", "parsed", "correct", "answers", "meta"}
+        fields = {"question_id", "prompt", "prediction", "parsed", "correct", "answers", "meta"}
+        # SEED-Bench's answer ranking also writes the loss of each option's reply
+        assert set(record) == fields | ({"option_losses"} if name == "seed_bench" else set())
         results = [json.loads((tmp_path / run / name / "results.json").read_text()) for run in ("one", "two")]
         assert results[0] == results[1] and results[0]["questions"] == count
         assert not [p for p in os.listdir(tmp_path / "two" / name) if p.startswith("predictions.rank")]

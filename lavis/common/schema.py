@@ -304,6 +304,7 @@ class DatasetConfig:
 
 
 STRATEGIES = ("ddp", "fsdp")  # the values of run.strategy
+SEED_BENCH_SCORINGS = ("likelihood", "generate")  # the values of run.seed_bench_scoring
 
 #: Keys that the original's (LAVIS) configs carry and nothing here reads, as key paths (`*`: any
 #: name).  `lavis/common/config.py` drops them when it reads a config, so that those YAML files
@@ -357,6 +358,9 @@ class RunConfig:
     test_splits: List[str] = field(default_factory=list)
     max_new_tokens: int = 32  # generation length when evaluating on held-out splits
     num_beams: int = 1  # benchmarks (evaluate.py): greedy with 1, beam search with more; never sampled
+    # SEED-Bench: likelihood (its own eval.py: the option text the model finds likeliest) or generate
+    # (the options in the prompt and the letter read from the reply, as LLaVA-1.5 reports it)
+    seed_bench_scoring: str = "likelihood"
     device: str = "cuda"
     dist_url: str = "env://"  # init method of torch.distributed (env://: torchrun's MASTER_ADDR/PORT)
     distributed: bool = True  # DDP when launched by torchrun (plain `python train.py`: one process); False: never
@@ -395,6 +399,7 @@ class RunConfig:
         "save_freq_iters": AT_LEAST_0,
         "max_new_tokens": Number(1, MAX_NEW_TOKENS, integer=True),  # what generation accepts
         "num_beams": Number(1, MAX_BEAMS, integer=True),
+        "seed_bench_scoring": OneOf(SEED_BENCH_SCORINGS),
         "device": Matches(r"cpu|cuda(:\d+)?|mps", "cpu, cuda, cuda:N (a GPU's index) or mps"),
         "keep_last_n": AT_LEAST_0,
         "dist_timeout_s": AT_LEAST_1,

@@ -439,7 +439,7 @@ class RunnerBase:
         there (scored at each epoch's end; other names are held-out splits, scored at the end)."""
         found = {}
         for name in self.run_cfg.valid_splits:
-            task = benchmark_task_of(name) if name in self.datasets else None
+            task = benchmark_task_of(name, self.run_cfg) if name in self.datasets else None
             if task is not None:
                 found[name] = task
         return found

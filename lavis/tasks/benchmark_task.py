@@ -25,9 +25,10 @@ from torch.utils.data import DataLoader
 
 from lavis.common import dist_utils
 from lavis.common.registry import registry
+from lavis.common.schema import SEED_BENCH_SCORINGS
 from lavis.common.utils import atomic_open, is_out_of_space, out_of_space
 from lavis.datasets.datasets.eval_dataset import EvalDataset
-from lavis.processors.benchmark_prompts import benchmark_prompt
+from lavis.processors.benchmark_prompts import IMAGE_PREFIX, benchmark_prompt
 from lavis.processors.chat_format import IMAGE_SLOT, IMAGE_TOKEN
 from lavis.tasks.base_task import BaseTask
 from lavis.tasks.scoring import (
@@ -65,9 +66,18 @@ class BenchmarkTask(BaseTask):
     prompt_kind = "short_answer"
     title = ""
 
+    @classmethod
+    def from_run_config(cls, run_cfg=None):
+        """The task as the run config (`run.*`) asks for it; None: its defaults."""
+        return cls()
+
     def asks(self, items):
         """The questions put to the model: {question_id, image, prompt, answers, meta, ...}."""
         return [{**item, "prompt": benchmark_prompt(self.prompt_kind, item)} for item in items]
+
+    def answer(self, model, batch, max_new_tokens, num_beams):
+        """[(reply, extra record fields)] for a batch of asks: batched greedy generation."""
+        return [(reply, {}) for reply in _generate(model, batch, max_new_tokens, num_beams)]
 
     def judge(self, reply, ask):
         """(parsed answer, correct) of a reply."""
@@ -179,9 +189,55 @@ class MMBenchTask(MultipleChoiceTask):
 
 @registry.register_task("seed_bench")
 class SEEDBenchTask(MultipleChoiceTask):
-    """Multiple choice in the released option order, accuracy per evaluation dimension."""
+    """Multiple choice in the released option order, accuracy per evaluation dimension.
+
+    Scored as `run.seed_bench_scoring` says.  likelihood (the default), as SEED-Bench's own
+    evaluation ranks answers: the question alone (no options) after the image, each option's
+    text as the reply, and the option whose reply tokens have the lowest mean cross-entropy
+    (`model.reply_losses`; the image side runs once per question) is the prediction; it needs no
+    instruction following.  generate: the options and LLaVA-1.5's "Answer with the option's
+    letter" in the prompt, the letter read from the generated reply, as LLaVA-1.5 reports it.
+    """
 
     title = "SEED-Bench"
+
+    def __init__(self, scoring="likelihood"):
+        if scoring not in SEED_BENCH_SCORINGS:
+            raise ValueError(f"SEED-Bench scoring {scoring!r}: choose {' or '.join(SEED_BENCH_SCORINGS)}")
+        self.scoring = scoring
+
+    @classmethod
+    def from_run_config(cls, run_cfg=None):
+        return cls(run_cfg.seed_bench_scoring) if run_cfg is not None else cls()
+
+    def asks(self, items):
+        if self.scoring == "generate":
+            return super().asks(items)
+        return [{**item, "prompt": IMAGE_PREFIX + item["question"].strip()} for item in items]
+
+    def answer(self, model, batch, max_new_tokens, num_beams):
+        if self.scoring == "generate":
+            return super().answer(model, batch, max_new_tokens, num_beams)
+        items, images = batch["item"], batch["image"]
+        features = None
+        if images is not None:  # each question's image once, shared by its options' rows
+            features = model.encode_queries(images.to(next(model.parameters()).device))
+            counts = torch.tensor([len(item["choices"]) for item in items], device=features.device)
+            features = features.repeat_interleave(counts, dim=0)
+        conversations = [
+            [{"from": "user", "value": item["prompt"]}, {"from": "assistant", "value": str(text)}]
+            for item in items
+            for text in item["choices"].values()
+        ]
+        losses = model.reply_losses({"image_features": features, "conversations": conversations}).tolist()
+        out, start = [], 0
+        for item in items:
+            letters = list(item["choices"])
+            mine = losses[start : start + len(letters)]
+            start += len(letters)
+            best = min(range(len(letters)), key=mine.__getitem__)  # ties: the first, as argsort's
+            out.append((letters[best], {"option_losses": dict(zip(letters, (round(v, 4) for v in mine)))}))
+        return out
 
     def score(self, records):
         return choice_accuracy(
@@ -236,11 +292,11 @@ class CaptionTask(BenchmarkTask):
         )
 
 
-def benchmark_task_of(dataset_name):
-    """The benchmark task that scores the registered dataset `dataset_name`, or None when it is
-    not a benchmark (its builder names no `BENCHMARK_TASK`)."""
+def benchmark_task_of(dataset_name, run_cfg=None):
+    """The benchmark task that scores the registered dataset `dataset_name` as the run config
+    asks, or None when it is not a benchmark (its builder names no `BENCHMARK_TASK`)."""
     task = getattr(registry.get_builder_class(dataset_name), "BENCHMARK_TASK", "")
-    return registry.get_task_class(task)() if task else None
+    return registry.get_task_class(task).from_run_config(run_cfg) if task else None
 
 
 def _kept(meta, *keys):
@@ -343,7 +399,7 @@ def evaluate_benchmark(
                 out.write("\n")  # after a line cut by an interrupted write: start on a line of our own
             for batch in loader:
                 lines = []
-                for item, reply in zip(batch["item"], _generate(model, batch, max_new_tokens, num_beams)):
+                for item, (reply, extra) in zip(batch["item"], task.answer(model, batch, max_new_tokens, num_beams)):
                     parsed, correct = task.judge(reply, item)
                     record = {
                         "question_id": item["question_id"],
@@ -353,6 +409,7 @@ def evaluate_benchmark(
                         "correct": correct,
                         "answers": item["answers"],
                         "meta": item["meta"],
+                        **extra,
                     }
                     lines.append(json.dumps(record, ensure_ascii=False) + "\n")
                 text = "".join(lines)

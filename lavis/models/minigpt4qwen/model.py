@@ -258,6 +258,38 @@ class MiniGPT4Qwen(BaseModel):
         Returns {"loss": mean cross-entropy over labelled tokens, "num_tokens": their count,
         "num_padded_tokens": the padded batch's token count (batch x longest sequence)}.
         """
+        hidden, labels, has_images = self._decode(samples, self.pack_sequences)
+        targets = labels[:, 1:]
+        selected = targets != IGNORE_INDEX
+        num_tokens = int(selected.sum())
+        head = self.llm_model.get_output_embeddings()
+        cap = getattr(self.llm_model.config, "final_logit_softcapping", None)
+        loss = head_loss(hidden[:, :-1][selected], head, targets[selected], cap, self.loss_chunk_elements)
+        loss = loss / max(num_tokens, 1)
+        if not has_images and torch.is_grad_enabled():
+            loss = loss + self._image_side_anchor()
+        return {"loss": loss, "num_tokens": num_tokens, "num_padded_tokens": labels.numel()}
+
+    @torch.no_grad()
+    def reply_losses(self, samples):
+        """Per conversation of `samples` (as `forward` takes them), the mean cross-entropy of its
+        labelled tokens (the replies and their end-of-turn tokens): how unlikely the model finds
+        each reply, for ranking candidate answers (SEED-Bench's official scoring). (N,) float32."""
+        hidden, labels, _ = self._decode(samples, pack=False)
+        targets = labels[:, 1:]
+        selected = targets != IGNORE_INDEX
+        logits = self.llm_model.get_output_embeddings()(hidden[:, :-1][selected]).float()
+        cap = getattr(self.llm_model.config, "final_logit_softcapping", None)
+        if cap:  # as the model's own forward does after the output layer
+            logits = torch.tanh(logits / cap) * cap
+        token_losses = torch.nn.functional.cross_entropy(logits, targets[selected], reduction="none")
+        row = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(targets)[selected]
+        sums = torch.zeros(labels.shape[0], device=labels.device).index_add_(0, row, token_losses)
+        return sums / selected.sum(1).clamp(min=1)
+
+    def _decode(self, samples, pack):
+        """The decoder's last hidden states of the batch's conversations (several per row when
+        `pack`), their labels aligned with them, and whether any image was embedded."""
         encoded = [self.prompt.encode_conversation(c, self.max_txt_len) for c in samples["conversations"]]
         if hasattr(self.prompt, "check_labels"):  # template prompts: no silently wrong labels
             where = samples.get("where") or [f"sample {i}" for i in range(len(encoded))]
@@ -269,7 +301,7 @@ class MiniGPT4Qwen(BaseModel):
         if total != given:
             raise ValueError(f"the batch's conversations have {total} {IMAGE_TOKEN} but {given} images were given")
         rows = None
-        if self.pack_sequences and len(encoded) > 1:  # rows up to max_txt_len, as the original pads to
+        if pack and len(encoded) > 1:  # rows up to max_txt_len, as the original pads to
             lengths = [len(e.input_ids) for e in encoded]
             rows = pack_rows(lengths, max(self.max_txt_len, *lengths))
         order = range(len(encoded)) if rows is None else [i for row in rows for i in row]
@@ -290,16 +322,7 @@ class MiniGPT4Qwen(BaseModel):
             inputs = {"attention_mask": None, "position_ids": position_ids}
         embeds = self.embed_with_images(input_ids, image_embeds)
         hidden = self._decoder()(inputs_embeds=embeds, use_cache=False, **inputs).last_hidden_state
-        targets = labels[:, 1:]
-        selected = targets != IGNORE_INDEX
-        num_tokens = int(selected.sum())
-        head = self.llm_model.get_output_embeddings()
-        cap = getattr(self.llm_model.config, "final_logit_softcapping", None)
-        loss = head_loss(hidden[:, :-1][selected], head, targets[selected], cap, self.loss_chunk_elements)
-        loss = loss / max(num_tokens, 1)
-        if image_embeds is None and torch.is_grad_enabled():
-            loss = loss + self._image_side_anchor()
-        return {"loss": loss, "num_tokens": num_tokens, "num_padded_tokens": input_ids.numel()}
+        return hidden, labels, image_embeds is not None
 
     def _image_side_anchor(self):
         """0 x the trainable image-side weights: a batch without images (text-only rows) gives them a

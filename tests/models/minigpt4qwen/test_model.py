@@ -310,6 +310,21 @@ def test_finetuned_may_name_a_runs_output_folder(tmp_path):
         load_model("minigpt4qwen", "tiny", cfg_options={"load_finetuned": True, "finetuned": str(tmp_path / "other")})
 
 
+def test_reply_losses_are_each_conversations_mean_cross_entropy(tiny_model):
+    model = tiny_model.eval()
+    convs = [conv(answer="red"), conv(answer="a long answer about the red shape"), conv("<ImageHere> 形状？", "圆形")]
+    imgs = images(3)
+    losses = model.reply_losses({"image": imgs, "conversations": convs})
+    # reference: each conversation alone, the whole vocabulary's logits at its labelled positions
+    for i, c in enumerate(convs):
+        e = model.prompt.encode_conversation(c, model.max_txt_len)
+        ids, labels = torch.tensor([e.input_ids]), torch.tensor([e.labels])
+        logits = model.llm_model(inputs_embeds=model.embed_with_images(ids, model.encode_image(imgs[i : i + 1]))).logits
+        ref = F.cross_entropy(logits[0, :-1], labels[0, 1:], ignore_index=IGNORE_INDEX)
+        assert losses[i].item() == pytest.approx(ref.item(), abs=1e-5)
+    assert losses[0] != losses[1]
+
+
 def test_chunked_head_loss_gives_the_loss_and_gradients_of_the_whole_head():
     """The tiny default trains everything, the LM head included: every gradient equal in fp32."""
 
