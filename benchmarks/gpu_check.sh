@@ -8,7 +8,7 @@
 #   (a) the tests marked `cuda` (tests/**/test_*_cuda.py): fp16 ViT under autocast, bf16 LLM, fp16 with the
 #       loss scaler, FSDP2 on one rank with mixed precision, batched generation, a GPU checkpoint loaded on CPU;
 #   (b) benchmarks/train_speed.py on 7b-shape in bf16, realistic workload, batch 4 and 16, with and without
-#       cached features: samples/s, tokens/s, FLOP/s as a share of the bf16 matmul rate it measures there
+#       cached features, and packed (run.packing, from cached features): samples/s, tokens/s, FLOP/s as a share of the bf16 matmul rate it measures there
 #       (MFU), CUDA peak memory;
 #   (c) the real recipe (7b-recipe: the 7B shapes with random weights, LLM in bf16, only llm_proj trains)
 #       at batch 1: its CUDA peak memory, and whether that is under 22 GB (a 24 GB card);
@@ -78,8 +78,8 @@ echo "== (a) tests marked cuda"
 mapfile -t CUDA_TESTS < <(find tests -name 'test_*_cuda.py' | sort)
 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python3 -m pytest -o addopts="" -p no:cacheprovider -q -ra -m cuda "${CUDA_TESTS[@]}"
 
-echo "== (b) training speed, bf16, realistic workload (ours, the original's way, ours from cached features)"
-python3 benchmarks/train_speed.py "${SPEED[@]}" --workload realistic --amp bf16 --cached-features --epoch 18800 \
+echo "== (b) training speed, bf16, realistic workload (ours, the original's way, ours from cached features, packed)"
+python3 benchmarks/train_speed.py "${SPEED[@]}" --workload realistic --amp bf16 --cached-features --packing --epoch 18800 \
     | tee /tmp/gpu_check_speed.txt
 
 echo "== (c) the real recipe at batch 1: peak memory"
@@ -91,5 +91,6 @@ print(f'real recipe, batch 1: peak {peak:.2f} GiB = {peak * 2**30 / 1e9:.1f} GB:
       'under 22 GB (fits a 24 GB card)' if peak * 2**30 < 22e9 else 'NOT under 22 GB')"
 
 echo "== (d) one epoch of the 18.8k samples at the measured rates"
-grep -E "^== |^ +(ours|original|cached) .*samples/s" /tmp/gpu_check_speed.txt | sed -E 's/^ +(\w+) +([0-9.]+ samples\/s).*(epoch of .*)$/   \1: \2, \3/'
+grep -E "^== |^ +(ours|original|cached|cached\+packed) .*samples/s" /tmp/gpu_check_speed.txt \
+    | sed -E 's/^ +([a-z+]+) +([0-9.]+ samples\/s).*(epoch of .*)$/   \1: \2, \3/'
 echo "gpu_check done in $((SECONDS - START)) s (dry run: $DRY_RUN)"
