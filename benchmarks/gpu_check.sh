@@ -8,8 +8,8 @@
 #   (a) the tests marked `cuda` (tests/**/test_*_cuda.py): fp16 ViT under autocast, bf16 LLM, fp16 with the
 #       loss scaler, FSDP2 on one rank with mixed precision, batched generation, a GPU checkpoint loaded on CPU;
 #   (b) benchmarks/train_speed.py on 7b-shape in bf16, realistic workload, batch 4 and 16, with and without
-#       cached features, and packed (run.packing, from cached features): samples/s, tokens/s, FLOP/s as a share of the bf16 matmul rate it measures there
-#       (MFU), CUDA peak memory;
+#       cached features, and packed (run.packing, from cached features): samples/s, tokens/s, FLOP/s as a
+#       share of the bf16 matmul rate it measures there (MFU), CUDA peak memory;
 #   (c) the real recipe (7b-recipe: the 7B shapes with random weights, LLM in bf16, only llm_proj trains)
 #       at batch 1: its CUDA peak memory, and whether that is under 22 GB (a 24 GB card);
 #   (d) the time of one epoch of the recipe's 18.8k samples at the rates measured in (b).
@@ -60,12 +60,15 @@ if [ -n "$missing" ]; then
 fi
 
 if [ "$DRY_RUN" = 1 ]; then
-    # on the CPU: the cuda tests run there (GPU_CHECK_DRY_RUN=1), the benchmarks on `small`, 1 step
+    # on the CPU: the cuda tests run there (GPU_CHECK_DRY_RUN=1), the benchmarks on `small`, 1 step, in
+    # fp32 (a CPU without bf16 matrix instructions, AVX2 only, spends minutes on one bf16 step of `small`)
     export GPU_CHECK_DRY_RUN=1 OMP_NUM_THREADS=1
+    AMP=none
     SPEED=(--configs small --device cpu --threads 1 --steps 1 --batch 1 2 --in-process)
     RECIPE=(--configs small --device cpu --threads 1 --steps 1 --batch 1 --in-process)
 else
     python3 -c 'import torch; assert torch.cuda.is_available(), "no CUDA GPU: use --dry-run"; print(torch.cuda.get_device_name())'
+    AMP=bf16
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
     # rows in this process: CUDA's peak is reset for each row, and 7 fresh processes would spend
     # minutes starting up
@@ -79,11 +82,11 @@ mapfile -t CUDA_TESTS < <(find tests -name 'test_*_cuda.py' | sort)
 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python3 -m pytest -o addopts="" -p no:cacheprovider -q -ra -m cuda "${CUDA_TESTS[@]}"
 
 echo "== (b) training speed, bf16, realistic workload (ours, the original's way, ours from cached features, packed)"
-python3 benchmarks/train_speed.py "${SPEED[@]}" --workload realistic --amp bf16 --cached-features --packing --epoch 18800 \
+python3 benchmarks/train_speed.py "${SPEED[@]}" --workload realistic --amp "$AMP" --cached-features --packing --epoch 18800 \
     | tee /tmp/gpu_check_speed.txt
 
 echo "== (c) the real recipe at batch 1: peak memory"
-python3 benchmarks/train_speed.py "${RECIPE[@]}" --workload realistic --amp bf16 | tee /tmp/gpu_check_recipe.txt
+python3 benchmarks/train_speed.py "${RECIPE[@]}" --workload realistic --amp "$AMP" | tee /tmp/gpu_check_recipe.txt
 peak=$(grep -m1 -E '^ +ours ' /tmp/gpu_check_recipe.txt | grep -oE '[0-9.]+ GiB' | grep -oE '[0-9.]+')
 python3 -c "
 peak = float('$peak')
