@@ -5,8 +5,9 @@ Place in the flow: `evaluate.py` (or the runner, for `run.valid_splits` naming a
 `evaluate_benchmark` here: the benchmark's items (`lavis/datasets/eval_data/`, images through
 `EvalDataset`) -> the task's questions (`asks`: MMBench asks each question once per rotation of
 its options) -> the field's prompt (`lavis/processors/benchmark_prompts.py`) in the model's chat
-template -> batched greedy generation with left padding -> the task's parser -> one record per
-question -> the benchmark's score (`lavis/tasks/scoring/`).
+template -> the task's `answer`: batched greedy generation with left padding (SEED-Bench, by
+default: its options ranked by the likelihood of their text) -> the task's parser -> one record
+per question -> the benchmark's score (`lavis/tasks/scoring/`).
 
 Determinism across ranks: the questions still to answer are cut into batches of
 `batch_size` in benchmark order *before* they are dealt to ranks (batch b to rank b % N), so
