@@ -256,7 +256,8 @@ class MiniGPT4Qwen(BaseModel):
         Q-former outputs (`run.use_cached_features`), of which only `llm_proj` runs.
 
         Returns {"loss": mean cross-entropy over labelled tokens, "num_tokens": their count,
-        "num_padded_tokens": the padded batch's token count (batch x longest sequence)}.
+        "num_padded_tokens": the positions the decoder computed (rows x longest row: the batch
+        padded, or packed with `pack_sequences`)}.
         """
         hidden, labels, has_images = self._decode(samples, self.pack_sequences)
         targets = labels[:, 1:]
