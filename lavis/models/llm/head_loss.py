@@ -24,14 +24,17 @@ from torch import nn
 CHUNK_ELEMENTS = 2**24
 
 
+def head_logits(hidden, head, softcap=None):
+    """The output layer's logits of `hidden`, soft-capped as Gemma 2's own forward does after it."""
+    logits = head(hidden)
+    return torch.tanh(logits / softcap) * softcap if softcap else logits
+
+
 def head_loss(hidden, head, targets, softcap=None, chunk_elements=CHUNK_ELEMENTS):
     """Summed cross-entropy of `head(hidden)` against `targets`: hidden (N, H), targets (N,)."""
     fused = type(head) is nn.Linear and head.bias is None and not softcap and chunk_elements > 0
     if not fused:
-        logits = head(hidden)
-        if softcap:  # Gemma 2: as its own forward does after the output layer
-            logits = torch.tanh(logits / softcap) * softcap
-        return F.cross_entropy(logits.float(), targets, reduction="sum")
+        return F.cross_entropy(head_logits(hidden, head, softcap).float(), targets, reduction="sum")
     device = hidden.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
     rows = max(1, chunk_elements // head.weight.shape[0])

@@ -22,7 +22,7 @@ from lavis.common.generation import check_generate_kwargs
 from lavis.common.registry import registry
 from lavis.common.utils import resolve_path
 from lavis.models.base_model import BaseModel
-from lavis.models.llm.head_loss import CHUNK_ELEMENTS, head_loss
+from lavis.models.llm.head_loss import CHUNK_ELEMENTS, head_logits, head_loss
 from lavis.models.llm.hf_llm import build_language_model
 from lavis.models.llm.llm_tokenizer import load_llm_tokenizer
 from lavis.models.llm.packing import pack_rows, packed_batch
@@ -279,10 +279,8 @@ class MiniGPT4Qwen(BaseModel):
         hidden, labels, _ = self._decode(samples, pack=False)
         targets = labels[:, 1:]
         selected = targets != IGNORE_INDEX
-        logits = self.llm_model.get_output_embeddings()(hidden[:, :-1][selected]).float()
         cap = getattr(self.llm_model.config, "final_logit_softcapping", None)
-        if cap:  # as the model's own forward does after the output layer
-            logits = torch.tanh(logits / cap) * cap
+        logits = head_logits(hidden[:, :-1][selected], self.llm_model.get_output_embeddings(), cap).float()
         token_losses = torch.nn.functional.cross_entropy(logits, targets[selected], reduction="none")
         row = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(targets)[selected]
         sums = torch.zeros(labels.shape[0], device=labels.device).index_add_(0, row, token_losses)
