@@ -6,7 +6,8 @@ run puts frozen base weights and trainable adapters in one FSDP unit; the full r
 (`freeze_llm: False`, the tiny default) shards the trainable ViT and Q-former layers too.
 Checkpoints are full state dicts that load in one process and chat; resume (from an fsdp or a
 ddp checkpoint) continues the uninterrupted run's curve.  `run.fsdp_cpu_offload` on a CPU device
-passes FSDP2's CPUOffloadPolicy all the same: nothing moves, and the run is the same run.
+passes FSDP2's CPUOffloadPolicy all the same: nothing moves, so the full run takes it and still
+follows DDP's curve.
 """
 
 import pytest
@@ -34,8 +35,9 @@ def losses(job):
 
 @pytest.fixture(scope="module")
 def runs(shapes_root, tmp_path_factory):
-    """LoRA: ddp and fsdp (2 epochs, fsdp also evaluates); full LLM: ddp, fsdp and fsdp with
-    run.fsdp_cpu_offload (1 epoch)."""
+    """LoRA: ddp and fsdp (2 epochs, fsdp also evaluates); full LLM: ddp, and fsdp with
+    run.fsdp_cpu_offload (1 epoch; on a CPU device the offload policy has nothing to move, so
+    this is also the plain full-FSDP run: one torchrun less in the suite)."""
     tmp = tmp_path_factory.mktemp("fsdp")
     cfg_path = write_config(shapes_root, tmp)
     out = {"cfg": cfg_path, "tmp": tmp}
@@ -43,10 +45,9 @@ def runs(shapes_root, tmp_path_factory):
     out["fsdp"] = run(
         cfg_path, tmp / "fsdp", "run.strategy=fsdp", *LORA, "run.valid_splits=[val]", "run.save_freq_iters=1"
     )
-    for name in ("ddp", "fsdp"):
-        out[f"full_{name}"] = run(cfg_path, tmp / f"full_{name}", f"run.strategy={name}", "run.max_epoch=1")
-    out["full_fsdp_offload"] = run(
-        cfg_path, tmp / "full_fsdp_offload", "run.strategy=fsdp", "run.max_epoch=1", "run.fsdp_cpu_offload=True"
+    out["full_ddp"] = run(cfg_path, tmp / "full_ddp", "run.strategy=ddp", "run.max_epoch=1")
+    out["full_fsdp"] = run(
+        cfg_path, tmp / "full_fsdp", "run.strategy=fsdp", "run.max_epoch=1", "run.fsdp_cpu_offload=True"
     )
     return out
 
@@ -128,14 +129,14 @@ def test_fsdp_checkpoint_loads_in_one_process_and_chats(runs, chat_image):
 @pytest.mark.parametrize(
     "source, checkpoint, start",
     [
-        ("fsdp", "checkpoint_0.pth", (1, 0)),
         ("ddp", "checkpoint_0.pth", (1, 0)),
         ("fsdp", "checkpoint_0_iter2.pth", (0, 2)),
     ],
 )
 def test_fsdp_resume_continues_the_curve(runs, source, checkpoint, start):
-    """Resume from an epoch-0 checkpoint (fsdp's, or ddp's index-keyed optimizer state), or from
-    fsdp's mid-epoch one (after the first optimizer step of epoch 0)."""
+    """Resume from ddp's epoch-0 checkpoint (its index-keyed optimizer state converted at an
+    epoch boundary), or from fsdp's mid-epoch one (fsdp's own state, after the first optimizer
+    step of epoch 0)."""
     _, job = run(
         runs["cfg"],
         runs["tmp"] / f"resume_{source}_{checkpoint}",
@@ -152,12 +153,10 @@ def test_fsdp_resume_continues_the_curve(runs, source, checkpoint, start):
 
 
 @pytest.mark.slow
-def test_fsdp_cpu_offload_on_cpu_is_the_same_run(runs):
-    """On a CPU device the offload policy has nothing to move: the same losses to the last digit,
-    the same weights, and one log line that says so."""
-    (_, plain_job), (proc, offload_job) = runs["full_fsdp"], runs["full_fsdp_offload"]
-    assert losses(offload_job) == losses(plain_job) and len(losses(plain_job)) == 5
-    assert_same_weights(plain_job, offload_job, epoch=0)
+def test_fsdp_cpu_offload_on_cpu_says_so_once(runs):
+    """On a CPU device the offload policy has nothing to move (the full run above, with it,
+    follows ddp's curve): one log line says so, and the policy is still passed."""
+    proc, _ = runs["full_fsdp"]
     assert proc.stderr.count("run.fsdp_cpu_offload on a CPU device: the shards are in host memory already") == 1
     assert "shards and optimizer step on the CPU" in proc.stderr
 
