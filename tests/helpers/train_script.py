@@ -11,15 +11,21 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ACCURACY = re.compile(r"^\[(\w+)\] held-out exact-match accuracy: ([\d.]+)% of (\d+)\s+\((.*)\)", re.M)
 
 
+def held_out(stdout):
+    """{split: (accuracy in %, number of samples, {group: accuracy in %})} of the splits a run's
+    printed output scored."""
+    splits = {}
+    for split, accuracy, total, groups in ACCURACY.findall(stdout):
+        by_group = {g: float(v) for g, v in re.findall(r"(\w+/\w+): ([\d.]+)%", groups)}
+        splits[split] = (float(accuracy), int(total), by_group)
+    assert splits, stdout[-2000:]
+    return splits
+
+
 def train(tmp_path, cfg, *options):
-    """{split: (accuracy in %, number of samples, {group: accuracy in %})} of the run's end."""
+    """`held_out` of `python train.py --cfg-path cfg --options ...`, which must succeed."""
     env = dict(os.environ, LAVIS_CACHE_ROOT=str(tmp_path / "cache"))
     cmd = [sys.executable, os.path.join(REPO, "train.py"), "--cfg-path", os.path.join(REPO, cfg), "--options", *options]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    splits = {}
-    for split, accuracy, total, groups in ACCURACY.findall(proc.stdout):
-        by_group = {g: float(v) for g, v in re.findall(r"(\w+/\w+): ([\d.]+)%", groups)}
-        splits[split] = (float(accuracy), int(total), by_group)
-    assert splits, proc.stdout[-2000:]
-    return splits
+    return held_out(proc.stdout)
