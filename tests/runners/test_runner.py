@@ -45,6 +45,24 @@ def test_checkpoint_holds_trainable_state_and_resumes(shapes_root, tmp_path):
     assert resumed.optimizer.state_dict()["state"].keys() == ckpt["optimizer"]["state"].keys()
 
 
+def test_evaluate_only_scores_a_finetuned_checkpoint_without_training(shapes_root, tmp_path):
+    """`run.evaluate=True` with `model.finetuned` (how a trained checkpoint is scored on another
+    annotation file through train.py): no step, no checkpoint, the trained run's own scores."""
+    trained = make_runner(run_config(shapes_root, tmp_path, max_epoch=1)).train()
+    cfg = run_config(shapes_root, tmp_path, max_epoch=1, evaluate=True)
+    cfg.config.model.load_finetuned = True
+    cfg.config.model.finetuned = str(tmp_path / "job" / "checkpoint_0.pth")
+    runner = make_runner(cfg, job="eval")
+    saved = torch.load(tmp_path / "job" / "checkpoint_0.pth", weights_only=True)["model"]
+    assert all(torch.equal(runner.model.state_dict()[name], value) for name, value in saved.items())
+    scored = runner.train()
+    assert scored["val"]["accuracy"] == trained["val"]["accuracy"] and scored["val"]["total"] == 12
+    assert scored["val"]["by_group"] == trained["val"]["by_group"]
+    log = read_log(tmp_path / "eval" / "log.jsonl")
+    assert not [r for r in log if "loss" in r] and [r["eval_split"] for r in log if "eval_split" in r] == ["val"]
+    assert not list((tmp_path / "eval").glob("checkpoint_*.pth"))
+
+
 def test_gradient_accumulation_steps_the_optimizer_every_n_iterations(shapes_root, tmp_path, monkeypatch):
     cfg = run_config(shapes_root, tmp_path, max_epoch=1, valid_splits=[], accum_grad_iters=2)
     runner = make_runner(cfg)
