@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from lavis.datasets.synthetic.shapes import ensure_shapes_dataset
-from tests.helpers.train_script import held_out
+from tests.helpers.train_script import as_test_split, held_out
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,8 +35,7 @@ def shuffled_val_split(cache):
     random.Random(0).shuffle(images)
     shuffled = [{**row, "image": image} for row, image in zip(rows, images, strict=True)]
     (root / "val_shuffled.json").write_text(json.dumps(shuffled, ensure_ascii=False), encoding="utf-8")
-    storage = "datasets.shapes_instruction.build_info.annotations.test.storage"
-    return [f"{storage}=dataset/shapes_instruction/val_shuffled.json", "run.test_splits=[test]"]
+    return as_test_split("shapes_instruction", "dataset/shapes_instruction/val_shuffled.json")
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 
 from lavis.datasets.synthetic.shape_pairs import ANSWERS as PAIR_ANSWERS
 from lavis.datasets.synthetic.shape_pairs import ensure_shape_pairs
-from tests.helpers.train_script import train
+from tests.helpers.train_script import as_test_split, train
 
 
 @pytest.mark.slow
@@ -29,8 +29,8 @@ def test_shape_pairs_learns_which_image_is_red_and_follows_a_swap(tmp_path):
     (root / "val_swapped.json").write_text(json.dumps(swapped, ensure_ascii=False), encoding="utf-8")
     # the config's own 5 epochs (100.0 % held-out and swapped, 2026-12-03); 3 and 4 epochs fell
     # under the 90 % bars in some runs (README)
-    swapped_split = "datasets.shape_pairs.build_info.annotations.test.storage=dataset/shape_pairs/val_swapped.json"
-    runs = train(tmp_path, cfg, f"run.output_dir={tmp_path / 'out'}", swapped_split, "run.test_splits=[test]")
+    swapped_split = as_test_split("shape_pairs", "dataset/shape_pairs/val_swapped.json")
+    runs = train(tmp_path, cfg, f"run.output_dir={tmp_path / 'out'}", *swapped_split)
     (accuracy, total, groups), (accuracy_swapped, total_swapped, _) = runs["val"], runs["test"]
     assert total == total_swapped == 200 and accuracy >= 90.0 and min(groups.values()) >= 85.0, groups  # chance: 50 %
     assert accuracy_swapped >= 90.0

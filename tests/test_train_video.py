@@ -13,7 +13,7 @@ import json
 import pytest
 
 from lavis.datasets.synthetic.moving_shapes import DIRECTIONS
-from tests.helpers.train_script import train
+from tests.helpers.train_script import as_test_split, train
 
 REVERSED = "dataset/moving_shapes/val_reversed.json"  # written by the generator beside val.json
 
@@ -23,8 +23,7 @@ def test_moving_shapes_learns_the_direction_and_follows_reversed_frames(tmp_path
     cfg = "lavis/projects/synthetic/moving_shapes_tiny.yaml"
     # 3 of the config's 4 epochs, to keep the suite short (97.5 % of 200 held-out, 2026-12-03);
     # the same run scores the reversed clips as its test split (one process, one model load)
-    reversed_split = "datasets.moving_shapes.build_info.annotations.test.storage=" + REVERSED
-    options = [f"run.output_dir={tmp_path / 'out'}", "run.max_epoch=3", reversed_split, "run.test_splits=[test]"]
+    options = [f"run.output_dir={tmp_path / 'out'}", "run.max_epoch=3", *as_test_split("moving_shapes", REVERSED)]
     runs = train(tmp_path, cfg, *options)
     (accuracy, total, groups), (accuracy_reversed, total_reversed, _) = runs["val"], runs["test"]
     assert total == total_reversed == 200 and accuracy >= 90.0 and min(groups.values()) >= 85.0, groups  # chance: 25 %

@@ -11,6 +11,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ACCURACY = re.compile(r"^\[(\w+)\] held-out exact-match accuracy: ([\d.]+)% of (\d+)\s+\((.*)\)", re.M)
 
 
+def as_test_split(dataset, storage):
+    """Options that make a run also score `storage` (an annotation file under the cache root) as
+    its test split, printed after its held-out val split."""
+    return [f"datasets.{dataset}.build_info.annotations.test.storage={storage}", "run.test_splits=[test]"]
+
+
 def held_out(stdout):
     """{split: (accuracy in %, number of samples, {group: accuracy in %})} of the splits a run's
     printed output scored."""
