@@ -18,8 +18,8 @@ from tests.helpers.chat import (
     QUESTION_EN,
     QUESTION_ZH,
     REPO,
-    run_script,
 )
+from tests.helpers.entry import run_in_process
 
 pexpect = pytest.importorskip("pexpect", reason="pexpect is not installed (pip install pexpect)")
 
@@ -219,7 +219,7 @@ def test_text_only_and_ctrl_d(trained_checkpoint, tmp_path):  # noqa: F811
 
 
 def test_missing_checkpoint_exits_with_one_line(tmp_path):
-    result = run_script("cli_demo.py", "-c", str(tmp_path / "none.pth"))
+    result = run_in_process("cli_demo.py", "-c", str(tmp_path / "none.pth"))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [f"error: checkpoint not found: {tmp_path / 'none.pth'}"]
 

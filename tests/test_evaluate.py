@@ -12,6 +12,7 @@ import yaml
 from tests.helpers import benchmark_files as files
 from tests.helpers.chat import run_script
 from tests.helpers.distributed import free_port
+from tests.helpers.entry import run_in_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -103,7 +104,7 @@ def test_one_rank_and_two_ranks_write_the_same_predictions_and_scores(tmp_path):
 def test_resume_answers_only_what_is_missing(tmp_path):
     out = tmp_path / "out"
     cfg = write_eval_config(tmp_path, out, names=("pope",))
-    first = run_script("evaluate.py", "--cfg-path", str(cfg), timeout=300)
+    first = run_in_process("evaluate.py", "--cfg-path", str(cfg))
     assert first.returncode == 0, first.stderr[-3000:]
     full = predictions(out / "pope")
     # an interrupted run: rank 0 had written 4 records and half of a fifth
@@ -111,7 +112,7 @@ def test_resume_answers_only_what_is_missing(tmp_path):
     (out / "pope" / "results.json").unlink()
     lines = [json.dumps(r, ensure_ascii=False) for r in full[:4]]
     (out / "pope" / "predictions.rank0.jsonl").write_text("\n".join(lines) + "\n" + lines[0][:20], encoding="utf-8")
-    again = run_script("evaluate.py", "--cfg-path", str(cfg), "--resume", timeout=300)
+    again = run_in_process("evaluate.py", "--cfg-path", str(cfg), "--resume")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resume: 4 of 9 questions already answered" in again.stderr
     assert predictions(out / "pope") == full
@@ -119,7 +120,7 @@ def test_resume_answers_only_what_is_missing(tmp_path):
 
 def test_missing_benchmark_files_and_a_training_task_are_one_line_errors(tmp_path):
     cfg = write_eval_config(tmp_path, tmp_path / "out")
-    gone = run_script(
+    gone = run_in_process(
         "evaluate.py",
         "--cfg-path",
         str(cfg),
@@ -128,7 +129,7 @@ def test_missing_benchmark_files_and_a_training_task_are_one_line_errors(tmp_pat
     )
     assert gone.returncode == 2 and "Traceback" not in gone.stderr
     assert "datasets.mme.build_info.annotations.test" in gone.stderr and f"{tmp_path}/nope" in gone.stderr
-    wrong = run_script("evaluate.py", "--cfg-path", str(cfg), "--options", "run.task=image_text_pretrain")
+    wrong = run_in_process("evaluate.py", "--cfg-path", str(cfg), "--options", "run.task=image_text_pretrain")
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
     assert "run.task 'image_text_pretrain' is not a benchmark" in wrong.stderr and "mmbench" in wrong.stderr
 

@@ -4,6 +4,7 @@ import pytest
 
 from lavis.datasets.synthetic.shapes import FORMAT_VERSION
 from tests.helpers.chat import QUESTION_EN, QUESTION_ZH, run_script
+from tests.helpers.entry import run_in_process
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def test_default_questions_are_answered(trained_checkpoint, cache_env, tmp_path)
 
 
 def test_own_image_and_questions(trained_checkpoint, chat_image):  # noqa: F811
-    result = run_script(
+    result = run_in_process(
         "test_model_chat.py", "--ckpt-path", trained_checkpoint, "--img-path", chat_image,
         "--question", QUESTION_EN, "--max-new-tokens", "3",
     )  # fmt: skip
@@ -38,7 +39,7 @@ def test_own_image_and_questions(trained_checkpoint, chat_image):  # noqa: F811
 
 
 def test_missing_checkpoint_is_one_line(tmp_path, cache_env):
-    result = run_script("test_model_chat.py", "--ckpt-path", str(tmp_path / "none.pth"), env=cache_env)
+    result = run_in_process("test_model_chat.py", "--ckpt-path", str(tmp_path / "none.pth"), env=cache_env)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [f"error: checkpoint not found: {tmp_path / 'none.pth'}"]
     assert result.stdout == ""
@@ -47,9 +48,11 @@ def test_missing_checkpoint_is_one_line(tmp_path, cache_env):
 def test_unreadable_image_is_one_line(trained_checkpoint, tmp_path):  # noqa: F811
     fake = tmp_path / "photo.jpg"
     fake.write_bytes(b"\x00\x01 definitely not a jpeg")
-    result = run_script("test_model_chat.py", "--ckpt-path", trained_checkpoint, "--img-path", str(fake))
+    result = run_in_process("test_model_chat.py", "--ckpt-path", trained_checkpoint, "--img-path", str(fake))
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["error: photo.jpg is not an image (or not a format Pillow reads)"]
-    missing = run_script("test_model_chat.py", "--ckpt-path", trained_checkpoint, "--img-path", str(tmp_path / "x.png"))
+    missing = run_in_process(
+        "test_model_chat.py", "--ckpt-path", trained_checkpoint, "--img-path", str(tmp_path / "x.png")
+    )
     assert missing.returncode == 2
     assert missing.stderr.splitlines() == [f"error: no such file: {tmp_path / 'x.png'}"]

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from lavis.datasets.synthetic.shapes import ensure_shapes_dataset
+from tests.helpers.entry import run_in_process
 from tests.helpers.train_script import as_test_split, held_out
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,22 +71,10 @@ def test_the_default_on_a_llama_style_llm_learns_in_both_languages_and_needs_the
 
 
 def test_missing_real_weights_stop_with_one_message(tmp_path):
-    proc = run_train(tmp_path, "--cfg-path")  # argparse error: exit 2 with usage
-    assert proc.returncode == 2
-    env = dict(os.environ, LAVIS_CACHE_ROOT=str(tmp_path / "cache"))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, "train.py"),
-            "--cfg-path",
-            os.path.join(REPO, "lavis/projects/instruction_tuning/train.yaml"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    env = {"LAVIS_CACHE_ROOT": str(tmp_path / "cache")}
+    proc = run_in_process("train.py", "--cfg-path", env=env)  # argparse error: exit 2 with usage
+    assert proc.returncode == 2 and "usage: train.py" in proc.stderr
+    proc = run_in_process("train.py", "--cfg-path", "lavis/projects/instruction_tuning/train.yaml", env=env)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     for name in ("eva_vit_g.pth", "bert-base-uncased", "blip2_pretrained_flant5xxl.pth", "Qwen7B-chat"):
@@ -94,6 +83,6 @@ def test_missing_real_weights_stop_with_one_message(tmp_path):
 
 
 def test_bad_option_is_one_line_not_a_traceback(tmp_path):
-    proc = run_train(tmp_path, "run.max_epochs=1")
+    proc = run_in_process("train.py", "--options", f"run.output_dir={tmp_path / 'out'}", "run.max_epochs=1")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "run.max_epochs" in proc.stderr and "max_epoch" in proc.stderr

@@ -1,7 +1,9 @@
 """Each class of user error through the real entry points: exit status 2, one `error: ...` line
 on stderr naming the thing, and no traceback (issue #13's classes: config values out of range,
 an output folder that cannot take a checkpoint, a full disk, unreadable annotations, no readable
-image, checkpoints of the right container but the wrong content, chat settings out of range)."""
+image, checkpoints of the right container but the wrong content, chat settings out of range).
+The runs that stop before training run in this process (`tests/helpers/entry.py`); the full-disk
+one trains and keeps a process of its own."""
 
 import json
 import os
@@ -11,6 +13,7 @@ import torch
 
 from lavis.common.checkpoint import save_file
 from tests.helpers.chat import run_script
+from tests.helpers.entry import run_in_process
 
 TINY_MODEL = {"arch": "minigpt4qwen", "model_type": "tiny"}
 SMALL_SHAPES = [
@@ -39,7 +42,7 @@ def one_error(result, expected):
 
 def train(env, tmp_path, *options, cfg=None):
     args = ["train.py", *(["--cfg-path", str(cfg)] if cfg else []), "--options", f"run.output_dir={tmp_path / 'out'}"]
-    return run_script(*args, *(SMALL_SHAPES if cfg is None else []), *options, env=env, timeout=300)
+    return run_in_process(*args, *(SMALL_SHAPES if cfg is None else []), *options, env=env)
 
 
 @pytest.mark.parametrize(
@@ -64,11 +67,11 @@ def test_a_max_txt_len_that_cuts_off_every_answer(env, tmp_path):
 
 def test_an_output_folder_under_a_file(env, tmp_path):
     (tmp_path / "file").write_text("x")
-    result = run_script("train.py", "--options", f"run.output_dir={tmp_path / 'file' / 'out'}", *SMALL_SHAPES, env=env)
+    result = train(env, tmp_path / "file")
     one_error(result, f"run.output_dir: cannot make the folder {tmp_path / 'file' / 'out'}/")
     assert result.stderr.rstrip().endswith(f": {tmp_path / 'file'} is a file")
     cfg, output = "lavis/projects/eval/shapes_pope.yaml", f"run.output_dir={tmp_path / 'file' / 'x'}"
-    result = run_script("evaluate.py", "--cfg-path", cfg, "--options", output, env=env)
+    result = run_in_process("evaluate.py", "--cfg-path", cfg, "--options", output, env=env)
     expected = f"run.output_dir: cannot make the folder {tmp_path / 'file' / 'x'}: {tmp_path / 'file'} is a file"
     assert one_error(result, expected) == f"error: {expected}"
 
@@ -84,7 +87,7 @@ def test_a_disk_that_fills_up_while_a_checkpoint_is_written(env, tmp_path, small
     (job,) = os.listdir(folder)
     assert sorted(os.listdir(folder / job)) == ["checkpoint_0.pth", "config.json", "curves.png", "log.jsonl"]
     too_small = small_tmpfs("4m")
-    result = run_script("train.py", "--options", f"run.output_dir={too_small}", *SMALL_SHAPES, env=env)
+    result = run_in_process("train.py", "--options", f"run.output_dir={too_small}", *SMALL_SHAPES, env=env)
     one_error(result, f"run.output_dir: not enough space in {too_small}/")
 
 
@@ -149,7 +152,7 @@ def bad_checkpoints(tmp_path_factory):
 )
 def test_chat_scripts_refuse_a_checkpoint_of_the_wrong_content(env, bad_checkpoints, script, flag, kind, expected):
     path = bad_checkpoints[kind]
-    one_error(run_script(script, flag, path, "--cpu-only", env=env), expected.format(path=path))
+    one_error(run_in_process(script, flag, path, "--cpu-only", env=env), expected.format(path=path))
 
 
 def test_train_resume_refuses_a_checkpoint_of_the_wrong_content(env, tmp_path, bad_checkpoints):
@@ -168,4 +171,4 @@ def test_train_resume_refuses_a_checkpoint_of_the_wrong_content(env, tmp_path, b
     ],
 )
 def test_chat_settings_out_of_range(env, args, expected):
-    assert one_error(run_script(*args, env=env), expected) == f"error: {expected}"
+    assert one_error(run_in_process(*args, env=env), expected) == f"error: {expected}"

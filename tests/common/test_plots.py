@@ -1,13 +1,12 @@
 """curves.png from log.jsonl: step grouping, the image, the command line and its errors."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
 
 from lavis.common import plots
+from tests.helpers.entry import run_in_process
 
 
 def write_log(path, records, extra=""):
@@ -63,11 +62,9 @@ def test_bad_logs_are_one_clear_error(tmp_path, content, message):
 
 def test_command_line_draws_beside_the_log_or_says_what_is_wrong(tmp_path):
     log = write_log(tmp_path / "log.jsonl", RECORDS)
-    done = subprocess.run([sys.executable, "-m", "lavis.common.plots", str(log)], capture_output=True, text=True)
+    done = run_in_process("lavis.common.plots", str(log), module=True)
     assert done.returncode == 0 and done.stdout.strip() == str(tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 0
-    missing = subprocess.run(
-        [sys.executable, "-m", "lavis.common.plots", str(tmp_path / "nope.jsonl")], capture_output=True, text=True
-    )
+    missing = run_in_process("lavis.common.plots", str(tmp_path / "nope.jsonl"), module=True)
     assert missing.returncode == 2
     assert missing.stderr == f"error: cannot read {tmp_path / 'nope.jsonl'}: No such file or directory\n"

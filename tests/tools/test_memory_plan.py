@@ -2,8 +2,6 @@
 and (slow) its estimate against peaks measured on CPU with 2 gloo ranks (benchmarks/memory_plan_check.py)."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,6 +12,7 @@ from lavis.common.config import Config
 from lavis.common.utils import resolve_path
 from lavis.models import load_model
 from lavis.tools import memory_plan
+from tests.helpers.entry import run_in_process
 
 SFT = "lavis/projects/sft/qwen7b_chat_llava665k.yaml"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -135,9 +134,7 @@ def test_fsdp_shards_and_offload_moves_the_state_to_the_host(tmp_path):
 
 
 def run_cli(*args):
-    env = dict(os.environ, PYTHONPATH=REPO)
-    cmd = [sys.executable, "-m", "lavis.tools.memory_plan", *args]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return run_in_process("lavis.tools.memory_plan", *args, module=True)
 
 
 def test_cli_prints_the_plan_of_the_real_sft_config():
