@@ -57,6 +57,15 @@ def test_a_config_value_out_of_range(env, tmp_path, option, expected):
     assert one_error(train(env, tmp_path, option), expected) == f"error: {expected}"
 
 
+def test_a_run_in_this_process_reports_what_the_script_reports_in_its_own(env, tmp_path):
+    # the in-process runner of these tests against a real `python train.py`, on one error
+    options = ("--options", f"run.output_dir={tmp_path / 'out'}", *SMALL_SHAPES, "run.batch_size_train=0")
+    alone, here = run_script("train.py", *options, env=env), run_in_process("train.py", *options, env=env)
+    assert (here.returncode, here.stdout) == (alone.returncode, alone.stdout) == (2, "")
+    errors = [[line for line in r.stderr.splitlines() if line.startswith("error:")] for r in (alone, here)]
+    assert errors[0] == errors[1] == ["error: config: run.batch_size_train = 0: must be an integer >= 1"]
+
+
 def test_a_max_txt_len_that_cuts_off_every_answer(env, tmp_path):
     # 8 tokens hold the system prompt's start only: no sample keeps a label, nothing would train
     result = train(env, tmp_path, "model.max_txt_len=8", "run.batch_size_train=2")
