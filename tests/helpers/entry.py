@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from lavis.common.registry import registry
+from tests.helpers.chat import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"  # the entry scripts' logging.basicConfig format
 
 
