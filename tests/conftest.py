@@ -7,8 +7,8 @@ import os
 import pathlib
 import subprocess
 
-# The suite runs on two xdist workers (pyproject.toml): one thread each, for them and for the
-# trainings they start, so two trainings share the 2 cores instead of fighting over them.
+# The suite runs on three xdist workers (pyproject.toml): one thread each, for them and for the
+# trainings they start, so the trainings share the 2 cores instead of fighting over them.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
 
@@ -135,6 +135,6 @@ def small_tmpfs(tmp_path):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The slow end-to-end tests first (in file order otherwise): the two workers then start the
+    """The slow end-to-end tests first (in file order otherwise): the workers then start the
     longest files early instead of ending on them one after the other."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
