@@ -19,9 +19,9 @@ import sys
 import pytest
 import yaml
 
+from tests.helpers import REPO
 from tests.helpers.benchmark_files import shuffle_images
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "lavis/projects/synthetic/shapes_styles_tiny.yaml")
 SETS = ("shapes_vqav2", "shapes_vqav2_zh", "shapes_gqa", "shapes_gqa_zh", "shapes_seed_bench", "shapes_coco_caption")
 

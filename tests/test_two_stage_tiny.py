@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from lavis.common.checkpoint import load_file
+from tests.helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROJECT = os.path.join(REPO, "lavis", "projects", "two_stage_tiny")
 
 

@@ -16,7 +16,8 @@ import urllib.request
 import pytest
 from PIL import Image
 
-from tests.helpers.chat import LONG_QUESTION, REPO
+from tests.helpers import REPO
+from tests.helpers.chat import LONG_QUESTION
 
 gr = pytest.importorskip("gradio", reason="gradio is not installed (pip install gradio==6.31.0)")
 

@@ -24,8 +24,8 @@ from lavis.chat import load_image
 from lavis.common.checkpoint import save_file
 from lavis.datasets.synthetic.shapes import draw_shape
 from lavis.models import load_model_and_preprocess
+from tests.helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUESTION_EN = "What colour is the shape?"
 QUESTION_ZH = "图中是什么形状？"
 TRAIN_CONVERSATION = [

@@ -8,7 +8,8 @@ import subprocess
 import sys
 import textwrap
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import REPO
+
 BATCH, EPOCHS = 4, 2  # 40 train samples: 20 per rank, 5 steps per epoch
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from lavis.common.registry import registry
-from tests.helpers.chat import REPO
+from tests.helpers import REPO
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"  # the entry scripts' logging.basicConfig format
 

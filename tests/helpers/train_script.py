@@ -7,7 +7,8 @@ import re
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import REPO
+
 ACCURACY = re.compile(r"^\[(\w+)\] held-out exact-match accuracy: ([\d.]+)% of (\d+)\s+\((.*)\)", re.M)
 
 

@@ -16,7 +16,8 @@ import time
 import pytest
 import torch
 
-from tests.helpers.distributed import EPOCHS, REPO, job_dir, single, steps, torchrun, write_config
+from tests.helpers import REPO
+from tests.helpers.distributed import EPOCHS, job_dir, single, steps, torchrun, write_config
 
 # One process, accumulating 2 micro-batches in the DDP ranks' order (see the module docstring).
 INTERLEAVED_TRAIN = textwrap.dedent(

@@ -14,7 +14,7 @@ import pytest
 
 from lavis.chat import load_chat_model
 from lavis.datasets.synthetic.shapes import draw_shape
-from tests.helpers.chat import REPO
+from tests.helpers import REPO
 
 API_KEY = "test-key-0123456789"
 MAX_BATCH = 4

@@ -26,7 +26,8 @@ from lavis.datasets.synthetic.shapes import draw_shape
 from lavis.models import load_model_and_preprocess, load_preprocess
 from lavis.models.llm.qwen_tiktoken import QwenTokenizer
 from lavis.tools import export_hf
-from tests.helpers.chat import QUESTION_EN, QUESTION_ZH, REPO, save_runner_checkpoint
+from tests.helpers import REPO
+from tests.helpers.chat import QUESTION_EN, QUESTION_ZH, save_runner_checkpoint
 from tests.helpers.runs import make_runner, run_config
 from tests.models.reference_files import cfg_options, write_original_files, write_qwen2_folder
 
