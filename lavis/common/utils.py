@@ -7,6 +7,7 @@ import glob
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -87,6 +88,18 @@ def out_of_space(path, needed, what):
     return DiskFullError(f"no space left to write {path}: {sizes} there ({what}); free some space or write elsewhere")
 
 
+def _plain_write_mode(path):
+    """The permission bits `open(path, "w")` would leave: the existing file's, else 0o666 less the
+    umask.  (mkstemp's temporary file is 0o600, which would lock others out of every checkpoint,
+    log and export, e.g. a server that runs under another user.)"""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0o022)  # Python reads the umask only by setting it: set it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode="wb", needed=None, **kwargs):
     """Write `path` all or nothing: a temporary file beside it, fsynced and renamed into place on
@@ -101,6 +114,7 @@ def atomic_open(path, mode="wb", needed=None, **kwargs):
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _plain_write_mode(path))
         os.replace(tmp, path)
     except BaseException as err:
         if os.path.exists(tmp):

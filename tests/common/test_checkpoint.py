@@ -236,3 +236,22 @@ def test_any_atomic_write_that_fills_the_disk_says_so(small_tmpfs):
     assert str(caught.value).startswith(f"no space left to write {folder / 'big.json'}: ")
     assert " bytes are free there (the files already there are unchanged)" in str(caught.value)
     assert os.listdir(folder) == []
+
+
+def test_atomic_writes_leave_the_permissions_a_plain_write_would(tmp_path):
+    """Not mkstemp's 0o600: a new file gets 0o666 less the umask, a rewritten one keeps its mode."""
+    from lavis.common.utils import atomic_open
+
+    previous = os.umask(0o022)
+    try:
+        save_file({"w": torch.zeros(2)}, tmp_path / "ckpt.pth")
+        with atomic_open(tmp_path / "log.json", "w", encoding="utf-8") as handle:
+            handle.write("{}")
+        os.chmod(tmp_path / "log.json", 0o640)
+        with atomic_open(tmp_path / "log.json", "w", encoding="utf-8") as handle:
+            handle.write("[]")
+    finally:
+        os.umask(previous)
+    assert oct(os.stat(tmp_path / "ckpt.pth").st_mode & 0o777) == oct(0o644)
+    assert oct(os.stat(tmp_path / "log.json").st_mode & 0o777) == oct(0o640)
+    assert (tmp_path / "log.json").read_text() == "[]"
