@@ -88,16 +88,21 @@ def out_of_space(path, needed, what):
     return DiskFullError(f"no space left to write {path}: {sizes} there ({what}); free some space or write elsewhere")
 
 
+def new_file_mode():
+    """0o666 less the umask: the permission bits a plain `open(path, "w")` gives a new file."""
+    umask = os.umask(0o022)  # Python reads the umask only by setting it: set it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _plain_write_mode(path):
-    """The permission bits `open(path, "w")` would leave: the existing file's, else 0o666 less the
-    umask.  (mkstemp's temporary file is 0o600, which would lock others out of every checkpoint,
-    log and export, e.g. a server that runs under another user.)"""
+    """The permission bits `open(path, "w")` would leave: the existing file's, else
+    :func:`new_file_mode`.  (mkstemp's temporary file is 0o600, which would lock others out of
+    every checkpoint, log and export, e.g. a server that runs under another user.)"""
     try:
         return stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
-        umask = os.umask(0o022)  # Python reads the umask only by setting it: set it straight back
-        os.umask(umask)
-        return 0o666 & ~umask
+        return new_file_mode()
 
 
 @contextlib.contextmanager

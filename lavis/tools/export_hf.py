@@ -49,6 +49,7 @@ from lavis.chat.loading import default_settings
 from lavis.common.config import load_preprocess_config
 from lavis.common.dtypes import DTYPES, dtype_named
 from lavis.common.errors import UserError
+from lavis.common.utils import new_file_mode
 from lavis.models import load_preprocess
 from lavis.models.llm.qwen_tiktoken import ENDOFTEXT, PAT_STR, SPECIAL_TOKENS, QwenTokenizer, load_tiktoken_bpe
 from lavis.processors.chat_format import ChatMLPromptBuilder
@@ -304,6 +305,9 @@ def check_output_dir(path):
 
 def write_folder(folder, model, hf, proc, card, max_shard_size):
     hf.save_pretrained(folder, safe_serialization=True, max_shard_size=max_shard_size)
+    for name in os.listdir(folder):  # transformers writes its shards 0o600, the other files by the umask
+        if name.endswith(".safetensors"):
+            os.chmod(os.path.join(folder, name), new_file_mode())
     generation_config(model).save_pretrained(folder)
     proc.save_pretrained(folder)
     with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:

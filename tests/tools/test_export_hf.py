@@ -230,6 +230,9 @@ def test_folder_contents(exported):
     assert os.stat(qwen).st_mode & 0o777 == 0o777 & ~umask  # made as mkdir makes folders, not private
     shards = sorted(p for p in os.listdir(llama) if p.endswith(".safetensors"))
     assert len(shards) > 1 and (llama / "model.safetensors.index.json").exists()
+    # every file as a plain write makes it (transformers writes its shards 0o600)
+    for folder, names in ((qwen, os.listdir(qwen)), (llama, shards)):
+        assert {name: os.stat(folder / name).st_mode & 0o777 for name in names} == dict.fromkeys(names, 0o666 & ~umask)
     config = json.loads((qwen / "config.json").read_text())
     model = exported["qwen"]["chat"].model
     assert config["image_token_index"] == model.replace_image_token_id and config["num_query_tokens"] == 8
