@@ -8,8 +8,8 @@ prompt, prediction, parsed answer, correct), `results.json`, and a printed table
 
 Several processes: `python -m torch.distributed.run --nproc_per_node=N evaluate.py ...`: each rank
 generates for its share of the batches, rank 0 gathers and scores (1 and N ranks give the same
-scores).  `--resume` keeps the predictions already written under the output folder and answers
-only the rest.
+scores).  `--resume` keeps the predictions already written under the output folder (those made
+for the prompts this run asks) and answers only the rest.
 """
 
 import argparse

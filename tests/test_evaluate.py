@@ -118,6 +118,24 @@ def test_resume_answers_only_what_is_missing(tmp_path):
     assert predictions(out / "pope") == full
 
 
+def test_resume_after_other_settings_asks_again_what_was_asked_otherwise(tmp_path):
+    """SEED-Bench by generated letters, then --resume by answer ranking: every question is asked
+    in the new mode (its prompt without the options), none of the letters' answers is kept."""
+    out = tmp_path / "out"
+    cfg = write_eval_config(tmp_path, out, task="seed_bench", names=("seed_bench",))
+    first = run_in_process("evaluate.py", "--cfg-path", str(cfg), "--options", "run.seed_bench_scoring=generate")
+    assert first.returncode == 0, first.stderr[-3000:]
+    letters = predictions(out / "seed_bench")
+    assert all("Answer with the option's letter" in r["prompt"] and "option_losses" not in r for r in letters)
+    again = run_in_process("evaluate.py", "--cfg-path", str(cfg), "--resume")
+    assert again.returncode == 0, again.stderr[-3000:]
+    n = len(letters)
+    assert f"resume: {n} earlier answers were to other prompts (other settings): asked again" in again.stderr
+    ranked = predictions(out / "seed_bench")
+    assert [r["question_id"] for r in ranked] == [r["question_id"] for r in letters]
+    assert all("Answer with" not in r["prompt"] and set(r["option_losses"]) == set("ABCD") for r in ranked)
+
+
 def test_missing_benchmark_files_and_a_training_task_are_one_line_errors(tmp_path):
     cfg = write_eval_config(tmp_path, tmp_path / "out")
     gone = run_in_process(

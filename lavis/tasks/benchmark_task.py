@@ -321,6 +321,14 @@ def _read_records(path):
     return records
 
 
+def _asked_as_now(records, asks):
+    """The records whose prompt is the one `asks` puts to their question now: an earlier run with
+    other settings (another `run.seed_bench_scoring`, other benchmark files) asked something else,
+    and its answers must not be scored as this run's."""
+    prompts = {ask["question_id"]: ask["prompt"] for ask in asks}
+    return {qid: record for qid, record in records.items() if record.get("prompt") == prompts.get(qid)}
+
+
 def _ends_with_newline(path):
     with open(path, "rb") as handle:
         handle.seek(-1, os.SEEK_END)
@@ -374,6 +382,12 @@ def evaluate_benchmark(
         done = _read_records(final)
         for path in _part_files(output_dir):  # what each rank of an interrupted run had written
             done.update(_read_records(path))
+        kept = _asked_as_now(done, asks)
+        if len(kept) < len(done):
+            logging.info(
+                "resume: %d earlier answers were to other prompts (other settings): asked again", len(done) - len(kept)
+            )
+        done = kept
     elif rank == 0:
         # a fresh start: no predictions of an earlier run survive
         for path in [*_part_files(output_dir), final, os.path.join(output_dir, RESULTS)]:
@@ -427,7 +441,7 @@ def evaluate_benchmark(
         return None
     parts = _part_files(output_dir)
     for path in parts:
-        done.update(_read_records(path))
+        done.update(_asked_as_now(_read_records(path), asks))
     records = [done[ask["question_id"]] for ask in asks]
     with atomic_open(final, "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
