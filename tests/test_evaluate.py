@@ -9,12 +9,11 @@ from pathlib import Path
 
 import yaml
 
+from tests.helpers import REPO
 from tests.helpers import benchmark_files as files
 from tests.helpers.chat import run_script
 from tests.helpers.distributed import free_port
 from tests.helpers.entry import run_in_process
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_eval_config(tmp_path, output_dir, task="mme", names=("mme", "mmbench", "pope", "seed_bench")):

@@ -13,10 +13,9 @@ import sys
 import pytest
 
 from lavis.datasets.synthetic.shapes import ensure_shapes_dataset
+from tests.helpers import REPO
 from tests.helpers.entry import run_in_process
 from tests.helpers.train_script import as_test_split, held_out
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_train(tmp_path, *options):

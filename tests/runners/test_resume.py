@@ -19,9 +19,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lavis.common import checkpoint
+from tests.helpers import REPO
 from tests.helpers.runs import make_runner, read_log, run_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AUGMENTED = {"name": "blip2_image_train", "image_size": 64, "min_scale": 0.5}
 
 

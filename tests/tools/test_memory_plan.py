@@ -15,7 +15,6 @@ from lavis.tools import memory_plan
 from tests.helpers.entry import run_in_process
 
 SFT = "lavis/projects/sft/qwen7b_chat_llava665k.yaml"
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def config(path, *options):
