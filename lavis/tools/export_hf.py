@@ -305,9 +305,10 @@ def check_output_dir(path):
 
 def write_folder(folder, model, hf, proc, card, max_shard_size):
     hf.save_pretrained(folder, safe_serialization=True, max_shard_size=max_shard_size)
-    for name in os.listdir(folder):  # transformers writes its shards 0o600, the other files by the umask
+    mode = new_file_mode()  # transformers writes its shards 0o600, the other files by the umask
+    for name in os.listdir(folder):
         if name.endswith(".safetensors"):
-            os.chmod(os.path.join(folder, name), new_file_mode())
+            os.chmod(os.path.join(folder, name), mode)
     generation_config(model).save_pretrained(folder)
     proc.save_pretrained(folder)
     with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
