@@ -20,7 +20,7 @@ from lavis.datasets.synthetic import shapes_benchmarks as B
 from lavis.datasets.synthetic.shapes import ANSWERS, COLOURS, LETTERS, SHAPES, draw_shape, ensure_shapes_dataset
 from lavis.datasets.synthetic.shapes_benchmarks import LAYOUT, ensure_shapes_benchmarks, read_shapes_benchmark
 from lavis.processors.benchmark_prompts import IMAGE_PREFIX, INSTRUCTIONS, benchmark_prompt
-from lavis.tasks.scoring import vqa_accuracy
+from lavis.tasks.scoring import extract_choice, vqa_accuracy
 
 N = 8
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -308,16 +308,20 @@ def template(text):
 
 
 def check_styled_answer(prompt, answer, m):
+    """(prompt kind, language, the right option's letter for a choice, else the answer)."""
     kind = S.prompt_style(prompt)
     lang = "zh" if CJK.search(prompt) else "en"
     if kind == "caption":
         assert prompt == IMAGE_PREFIX + INSTRUCTIONS["caption"][lang]
         assert answer == S.object_phrase(m["colour"], m["shape"], lang)
     elif kind == "multiple_choice":
-        assert prompt.endswith("\n" + INSTRUCTIONS["multiple_choice"][lang]) and answer in LETTERS
-        (line,) = [x for x in prompt.split("\n") if x.startswith(answer + ". ")]
-        assert KEY_OF[line[3:]] in (m["colour"], m["shape"])
-        assert sum(x[:3] in ("A. ", "B. ", "C. ", "D. ") for x in prompt.split("\n")) == 4
+        assert prompt.endswith("\n" + INSTRUCTIONS["multiple_choice"][lang])
+        options = {x[0]: x[3:] for x in prompt.split("\n") if x[:3] in ("A. ", "B. ", "C. ", "D. ")}
+        assert list(options) == list(LETTERS) and len(set(options.values())) == 4
+        # answered with the right option's text, which MMBench's extraction maps to its letter
+        (letter,) = [x for x, text in options.items() if KEY_OF[text] in (m["colour"], m["shape"])]
+        assert answer == options[letter] and extract_choice(answer, options) == letter
+        return kind, lang, letter
     elif kind == "yes_no" or prompt.startswith(IMAGE_PREFIX + "Is there "):
         assert answer in ("Yes", "No") and lang == "en"
         named_ = named(prompt, COLOURS) + named(prompt, SHAPES)
@@ -331,7 +335,7 @@ def check_styled_answer(prompt, answer, m):
         assert answer == ANSWERS[qtype][lang][m[qtype]]
     else:
         raise AssertionError(f"not a benchmark style: {prompt!r}")
-    return kind, lang
+    return kind, lang, answer
 
 
 def test_training_rows_ask_every_style_with_the_exact_instructions(train_rows):
@@ -344,11 +348,11 @@ def test_training_rows_ask_every_style_with_the_exact_instructions(train_rows):
         if S.prompt_style(prompt) is None:
             continue
         assert len(conv) == 2  # a styled row is one turn, as an evaluation asks it
-        kind, lang = check_styled_answer(prompt, answer, meta[row["image"]])
+        kind, lang, label = check_styled_answer(prompt, answer, meta[row["image"]])
         pope_style = prompt.startswith(IMAGE_PREFIX + "Is there ") and kind == "short_answer"
         cell = ("pope" if pope_style else kind, lang)
         styles[cell] += 1
-        answers[cell][answer if answer in LETTERS + ("Yes", "No") else "text"] += 1
+        answers[cell][label if label in LETTERS + ("Yes", "No") else "text"] += 1
     expected = {("yes_no", "en"), ("pope", "en"), ("multiple_choice", "en"), ("multiple_choice", "zh")}
     expected |= {("caption", "en"), ("short_answer", "en"), ("short_answer", "zh")}
     assert set(styles) == expected, styles

@@ -42,9 +42,10 @@ user turn built by ``benchmark_prompt`` itself, so the text is exactly what the
 evaluation sends, image first: yes/no questions as MME asks them ("Is the shape in
 the image red? Please answer yes or no." -> "Yes" / "No"), POPE's "Is there a red
 circle in the image?" with the short-answer instruction, A-D multiple choice with
-the multiple-choice instruction (English and Chinese, a hint in a third of them),
-the caption instruction (-> "a red circle") and short answers with the short-answer
-suffix (English and Chinese); see :data:`STYLES`.  The styles are drawn from a
+the multiple-choice instruction (English and Chinese, a hint in a third of them;
+answered with the right option's text, see :data:`STYLES`), the caption
+instruction (-> "a red circle") and short answers with the short-answer suffix
+(English and Chinese); see :data:`STYLES`.  The styles are drawn from a
 separate random stream, so the images, the two-turn rows and ``val.json`` are
 exactly those of format 3.  The instructions are not in ``corpus.txt``, so the
 shipped tiny vocabularies stay as they are: with 400 merges there is no room for
@@ -106,7 +107,8 @@ __all__ = [
 ]
 
 #: Bump whenever the generator's output changes, so caches are regenerated.
-FORMAT_VERSION = 4  # 3: train_captions.json; 4: benchmark-style questions in `styled_share` of the one-turn rows
+FORMAT_VERSION = 5  # 3: train_captions.json; 4: benchmark-style questions in `styled_share` of the one-turn rows;
+# 5: the A-D rows answered with the right option's text
 
 #: Where the tiny default run keeps this dataset (relative to the cache root).
 DEFAULT_ROOT = "cache/dataset/shapes_instruction"
@@ -214,7 +216,11 @@ CAPTION_TEMPLATES: tuple[str, ...] = (
 #: The benchmark-style train rows: (style, prompt kind of benchmark_prompts, what is asked,
 #: language, weight).  mme: MME's yes/no; pope: POPE's object question with the
 #: short-answer instruction; choice: MMBench / MMBench-CN / SEED-Bench's A-D choice (a hint in a
-#: third of them); caption: COCO's caption instruction; short: VQAv2 / GQA's short answer.
+#: third of them), answered with the right option's text ("red" / "红色"), which MMBench's answer
+#: extraction maps to that option's letter: the tiny 2-layer LLM trained from scratch does not
+#: learn to name the letter (the lookup from the option's text to the letter before it; README,
+#: "Synthetic benchmarks"), a pretrained LLM answers the letter itself; caption: COCO's caption
+#: instruction; short: VQAv2 / GQA's short answer.
 STYLES: tuple[tuple[str, str, str, str, int], ...] = (
     ("mme", "yes_no", "colour", "en", 1),
     ("mme", "yes_no", "shape", "en", 1),
@@ -392,7 +398,8 @@ def caption_references(meta: dict) -> list[str]:
 def styled_turn(rng, meta: dict, style: str, kind: str, asked: str, lang: str, target=None) -> tuple[str, str]:
     """(user turn, answer) of one benchmark-style question about the image of `meta`; the user
     turn is `benchmark_prompt(kind, item)`, exactly what the evaluation sends.  `target`: the
-    answer to produce (True/False for yes/no, a letter for a choice; None otherwise)."""
+    answer to produce (True/False for yes/no; for a choice, the letter whose option is right,
+    answered with that option's text; None otherwise)."""
     colour, shape = meta["colour"], meta["shape"]
     item = {"question": "", "choices": None, "hint": None, "meta": {"lang": lang}}
     if style == "mme":
@@ -406,7 +413,7 @@ def styled_turn(rng, meta: dict, style: str, kind: str, asked: str, lang: str, t
         item["question"] = rng.choice(QUESTIONS[asked][lang])
         item["choices"] = {letter: ANSWERS[asked][lang][k] for letter, k in keys.items()}
         item["hint"] = rng.choice(HINTS[lang]) if rng.random() < _HINT_SHARE else None
-        answer = target
+        answer = item["choices"][target]  # the option's text, not its letter: see STYLES
     elif style == "caption":
         answer = object_phrase(colour, shape, lang)
     elif style == "short":
